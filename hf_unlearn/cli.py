@@ -1,0 +1,138 @@
+"""The ``hf-unlearn`` command.
+
+Examples::
+
+    hf-unlearn demo                                  # offline: bundled model + built-in benchmark
+    hf-unlearn data export outputs/fictitious-authors --format both
+    hf-unlearn data export /tmp/fa --num-authors 20 --qa-per-author 8 --seed 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _add_benchmark_args(p: argparse.ArgumentParser, *, num_authors: int) -> None:
+    from .data.fictitious_authors import FictitiousAuthorsConfig
+
+    d = FictitiousAuthorsConfig()
+    p.add_argument("--num-authors", type=int, default=num_authors, help=f"authors (default {num_authors})")
+    p.add_argument("--qa-per-author", type=int, default=d.qa_per_author, help="facts asked per author (max 12)")
+    p.add_argument("--forget-fraction", type=float, default=d.forget_fraction, help="share of forget authors")
+    p.add_argument("--holdout-fraction", type=float, default=d.holdout_fraction, help="share of never-trained authors")
+    p.add_argument("--seed", type=int, default=d.seed, help="generator seed (same seed, same bytes)")
+
+
+def _benchmark(args: argparse.Namespace):
+    from .data.fictitious_authors import build_fictitious_authors
+
+    return build_fictitious_authors(
+        num_authors=args.num_authors,
+        qa_per_author=args.qa_per_author,
+        forget_fraction=args.forget_fraction,
+        holdout_fraction=args.holdout_fraction,
+        seed=args.seed,
+    )
+
+
+def _cmd_data_export(args: argparse.Namespace) -> int:
+    bench = _benchmark(args)
+    path = bench.export(args.directory, format=args.format, overwrite=args.overwrite)
+    counts = ", ".join(f"{k} {v}" for k, v in bench.metadata()["num_rows"].items())
+    print(f"Wrote fictitious-authors ({args.format}) to {path}: {counts}.")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .evaluation import generate_answers, rank_answers
+    from .models import load_model
+
+    t0 = time.perf_counter()
+    bench = _benchmark(args)
+    cfg = bench.config
+    print(
+        f"fictitious-authors: {cfg.num_authors} authors ({cfg.num_forget_authors} forget, "
+        f"{cfg.num_holdout_authors} holdout), {len(bench['forget'])} forget questions, "
+        f"{len(bench['general_knowledge'])} general-knowledge facts"
+    )
+    print(f"Loading {args.model} (the first run converts the bundled GGUF once, ~20 s) ...")
+    model, tokenizer = load_model(args.model)
+    rows = []
+    for split, label, options in (
+        ("general_knowledge", "general knowledge", 4),
+        ("forget", "forget authors", 1 + cfg.num_perturbed),
+        ("holdout", "holdout authors", 1 + cfg.num_perturbed),
+    ):
+        res = rank_answers(model, tokenizer, bench[split], batch_size=args.batch_size, progress=f"scoring {split}")
+        rows.append((label, sum(res.correct_first), len(res.correct_first), 1 / options, res.mean_true_prob))
+    sample = bench["forget"][: args.samples]
+    answers = generate_answers(model, tokenizer, [r["question"] for r in sample], max_new_tokens=48)
+
+    print(f"\nUntouched {args.model} on the built-in benchmark")
+    print(f"{'set':<20}{'true answer ranked first':>28}{'chance':>9}{'mean P(answer)^(1/n)':>23}")
+    for label, hit, n, chance, prob in rows:
+        print(f"{label:<20}{f'{hit}/{n} ({100 * hit / n:.1f}%)':>28}{100 * chance:>8.1f}%{prob:>23.3f}")
+    print("\nForget questions (fictitious authors: the model has never seen them, so it invents):")
+    for row, ans in zip(sample, answers, strict=True):
+        print(f"  Q: {row['question']}\n     gold:  {row['answer']}\n     model: {ans}")
+    print(f"\nDone in {time.perf_counter() - t0:.0f} s.")
+    if args.json:
+        payload = {
+            "model": args.model,
+            "benchmark": bench.metadata()["config"],
+            "ranking": {lab: {"correct": h, "n": n, "mean_prob": p} for lab, h, n, _, p in rows},
+        }
+        print(json.dumps(payload, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hf-unlearn",
+        description="LLM unlearning for the Hugging Face stack.",
+        epilog=__doc__.split("Examples::", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="offline demo on the bundled model and the built-in benchmark")
+    demo.add_argument("--model", default="bundled", help="'bundled' (SmolLM2-135M-Instruct), a Hub id or a folder")
+    demo.add_argument("--batch-size", type=int, default=32, help="scoring batch size")
+    demo.add_argument("--samples", type=int, default=3, help="forget questions to answer greedily")
+    demo.add_argument("--json", action="store_true", help="also print the results as JSON")
+    _add_benchmark_args(demo, num_authors=20)
+    demo.set_defaults(func=_cmd_demo)
+
+    data = sub.add_parser("data", help="built-in benchmark tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    export = data_sub.add_parser(
+        "export",
+        help="write fictitious-authors, one file per split (forget, retain, holdout, general_knowledge, ...)",
+    )
+    export.add_argument("directory", help="output folder (refused if not empty unless --overwrite)")
+    export.add_argument("--format", choices=("json", "parquet", "both"), default="json", help="file format")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing export")
+    _add_benchmark_args(export, num_authors=100)
+    export.set_defaults(func=_cmd_data_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileExistsError, OSError, RuntimeError) as err:
+        print(f"hf-unlearn: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Data layer: schemas, chat-template tokenisation, collators, forget/retain pairing, Hub loaders and the built-in
+``fictitious-authors`` benchmark."""
+
+from .collators import DataCollatorForUnlearning, pad_sequences
+from .fictitious_authors import (
+    FACT_TYPES,
+    FictitiousAuthors,
+    FictitiousAuthorsConfig,
+    build_fictitious_authors,
+)
+from .general_knowledge import GENERAL_KNOWLEDGE
+from .hub import (
+    MUSE_CONFIGS,
+    TOFU_CONFIGS,
+    WMDP_CONFIGS,
+    HubDatasetUnavailableError,
+    load_muse,
+    load_tofu,
+    load_wmdp,
+    map_muse_row,
+    map_tofu_row,
+    map_wmdp_row,
+)
+from .pairing import ForgetRetainDataset
+from .schemas import Schema, detect_schema, validate_rows
+from .tokenization import (
+    IGNORE_INDEX,
+    FallbackFormat,
+    TokenizedExample,
+    encode_completion,
+    encode_prompt,
+    encode_qa,
+    tokenize_rows,
+)
+
+__all__ = [
+    "FACT_TYPES",
+    "GENERAL_KNOWLEDGE",
+    "IGNORE_INDEX",
+    "MUSE_CONFIGS",
+    "TOFU_CONFIGS",
+    "WMDP_CONFIGS",
+    "DataCollatorForUnlearning",
+    "FallbackFormat",
+    "FictitiousAuthors",
+    "FictitiousAuthorsConfig",
+    "ForgetRetainDataset",
+    "HubDatasetUnavailableError",
+    "Schema",
+    "TokenizedExample",
+    "build_fictitious_authors",
+    "detect_schema",
+    "encode_completion",
+    "encode_prompt",
+    "encode_qa",
+    "load_muse",
+    "load_tofu",
+    "load_wmdp",
+    "map_muse_row",
+    "map_tofu_row",
+    "map_wmdp_row",
+    "pad_sequences",
+    "tokenize_rows",
+    "validate_rows",
+]

@@ -1,0 +1,310 @@
+"""Tokenisation that follows the model's chat template and labels exactly the answer.
+
+Labels are the answer tokens plus the token that ends the assistant turn (``<|im_end|>``, ``<|eot_id|>``, ...;
+EOS when the template puts nothing after the answer). Everything else, prompt and template tail, is masked or cut.
+The prompt is rendered with ``add_generation_prompt=True`` exactly as at inference, so scores and training see the
+same context a user's generation does.
+
+Rows whose answer keeps no label token after truncation (or after a template/tokeniser mismatch) are dropped
+and counted in one warning: passing them on gives NaN (0/0) in token means and silent zero gradients in NPO.
+
+Attention masks are never derived from ``input_ids != pad_token_id``: with ``pad == eos`` (SmolLM2, Llama-3
+style tokenizers) that hides every real end-of-turn token. The collators build masks from lengths.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .schemas import Schema, detect_schema
+
+__all__ = [
+    "IGNORE_INDEX",
+    "FallbackFormat",
+    "TokenizedExample",
+    "encode_completion",
+    "encode_prompt",
+    "encode_qa",
+    "tokenize_rows",
+]
+
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class FallbackFormat:
+    """Plain-text QA format for tokenizers without a chat template (base models).
+
+    The prompt ends with ``answer_prefix`` and the answer follows after ``separator``; the tokenizer's EOS is appended
+    and labelled. The default matches the TOFU base-model format ("Question: ...\\nAnswer: ...").
+    """
+
+    question_prefix: str = "Question: "
+    answer_prefix: str = "\nAnswer:"
+    separator: str = " "
+
+
+@dataclass
+class TokenizedExample:
+    """One encoded row: ``input_ids``, ``labels`` (``-100`` outside the answer) and ``prompt_length``."""
+
+    input_ids: list[int]
+    labels: list[int]
+    prompt_length: int
+
+    @property
+    def num_labels(self) -> int:
+        return sum(1 for t in self.labels if t != IGNORE_INDEX)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"input_ids": self.input_ids, "labels": self.labels, "prompt_length": self.prompt_length}
+
+
+def _has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    # Chat templates render their own special tokens (BOS included where the model wants one).
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _special_ids(tokenizer: Any) -> set[int]:
+    ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+def _chat_messages(question: str, answer: str | None, system_prompt: str | None) -> list[dict[str, str]]:
+    msgs = [] if system_prompt is None else [{"role": "system", "content": system_prompt}]
+    msgs.append({"role": "user", "content": question})
+    if answer is not None:
+        msgs.append({"role": "assistant", "content": answer})
+    return msgs
+
+
+def _render(
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    fallback: FallbackFormat,
+    *,
+    generation_prompt: bool,
+) -> str:
+    """Render a conversation to text; the fallback format supports one user turn plus an optional answer."""
+    if _has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    system = "".join(m["content"] + "\n\n" for m in messages if m["role"] == "system")
+    if len(users) != 1:
+        raise ValueError(
+            "This tokenizer has no chat template and the fallback format holds one user turn; "
+            "set tokenizer.chat_template to render multi-turn conversations."
+        )
+    bos = tokenizer.bos_token or ""
+    text = f"{bos}{system}{fallback.question_prefix}{users[0]}{fallback.answer_prefix}"
+    if not generation_prompt:
+        text += fallback.separator + messages[-1]["content"]
+    return text
+
+
+def encode_prompt(
+    tokenizer: Any,
+    question: str | list[dict[str, str]],
+    *,
+    system_prompt: str | None = None,
+    fallback: FallbackFormat = FallbackFormat(),
+) -> list[int]:
+    """Token ids of the prompt exactly as a generation would see it (template + generation prompt)."""
+    messages = question if isinstance(question, list) else _chat_messages(question, None, system_prompt)
+    return _encode(tokenizer, _render(tokenizer, messages, fallback, generation_prompt=True))
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def encode_qa(
+    tokenizer: Any,
+    question: str | list[dict[str, str]],
+    answer: str,
+    *,
+    system_prompt: str | None = None,
+    max_length: int | None = None,
+    fallback: FallbackFormat = FallbackFormat(),
+) -> TokenizedExample:
+    """Encode one prompt/answer pair; ``question`` may be a string or the prompt's list of messages.
+
+    Labels cover the answer tokens and the end-of-turn token that follows them. The result may have zero answer
+    labels (truncated away, empty answer, or a prompt/answer tokenisation mismatch): callers decide what to do,
+    :func:`tokenize_rows` drops such rows and warns.
+    """
+    prompt_msgs = question if isinstance(question, list) else _chat_messages(question, None, system_prompt)
+    full_msgs = [*prompt_msgs, {"role": "assistant", "content": answer}]
+    prompt_text = _render(tokenizer, prompt_msgs, fallback, generation_prompt=True)
+    full_text = _render(tokenizer, full_msgs, fallback, generation_prompt=False)
+
+    prompt_ids = _encode(tokenizer, prompt_text)
+    full_ids = _encode(tokenizer, full_text)
+    if full_text.startswith(prompt_text):
+        # The answer text sits right after the prompt; some templates strip it, so locate it.
+        offset = full_text.find(answer.strip(), len(prompt_text)) if answer.strip() else -1
+        answer_end = offset + len(answer.strip()) if offset >= 0 else len(prompt_text)
+        upto_answer = _encode(tokenizer, full_text[:answer_end])
+    else:  # The template renders the prompt differently once an answer follows: nothing reliable to label.
+        upto_answer = prompt_ids[: _common_prefix(prompt_ids, full_ids)]
+
+    n_prompt = _common_prefix(prompt_ids, full_ids)
+    n_upto = _common_prefix(upto_answer, full_ids)  # a token merged across the answer's end stays unlabelled
+    answer_ids = full_ids[n_prompt:n_upto]
+    tail = full_ids[n_upto:]
+    if tail and tail[0] in _special_ids(tokenizer):
+        end_ids = [tail[0]]  # the template's end-of-turn token
+    elif tokenizer.eos_token_id is not None:
+        end_ids = [tokenizer.eos_token_id]
+    else:
+        end_ids = []
+    if not answer_ids:
+        end_ids = []
+
+    input_ids = full_ids[:n_prompt] + answer_ids + end_ids
+    labels = [IGNORE_INDEX] * n_prompt + answer_ids + end_ids
+    if max_length is not None and len(input_ids) > max_length:
+        input_ids, labels = input_ids[:max_length], labels[:max_length]
+        # A truncated answer keeps its first tokens; the end-of-turn token went with the cut.
+        if all(t == IGNORE_INDEX for t in labels[n_prompt:]):
+            labels = [IGNORE_INDEX] * len(labels)
+    if not answer_ids:
+        labels = [IGNORE_INDEX] * len(labels)
+    return TokenizedExample(input_ids=input_ids, labels=labels, prompt_length=min(n_prompt, len(input_ids)))
+
+
+def encode_completion(
+    tokenizer: Any,
+    prompt: str,
+    text: str,
+    *,
+    insert_space: bool = False,
+    add_eos: bool = False,
+    max_length: int | None = None,
+) -> TokenizedExample:
+    """Encode raw text (no chat template): ``prompt`` is context, ``text`` is scored.
+
+    The tokenizer adds its usual special tokens (BOS), as MUSE and the MIA literature do. With an empty prompt the
+    first token is still unlabelled: nothing predicts it.
+    """
+    joined = prompt + (" " if insert_space and prompt else "") + text
+    ids = list(tokenizer(joined, add_special_tokens=True)["input_ids"])
+    n_prompt = len(tokenizer(prompt, add_special_tokens=True)["input_ids"]) if prompt else 0
+    n_prompt = max(1, min(n_prompt, len(ids)))
+    if add_eos and tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    labels = [IGNORE_INDEX] * n_prompt + ids[n_prompt:]
+    if max_length is not None:
+        ids, labels = ids[:max_length], labels[:max_length]
+    return TokenizedExample(input_ids=ids, labels=labels, prompt_length=min(n_prompt, len(ids)))
+
+
+def _encode_row(
+    tokenizer: Any,
+    row: Mapping[str, Any],
+    schema: Schema,
+    *,
+    answer_key: str,
+    question_key: str,
+    system_prompt: str | None,
+    max_length: int | None,
+    fallback: FallbackFormat,
+) -> TokenizedExample:
+    if schema == Schema.QA:
+        return encode_qa(
+            tokenizer,
+            row[question_key],
+            row[answer_key],
+            system_prompt=system_prompt,
+            max_length=max_length,
+            fallback=fallback,
+        )
+    if schema == Schema.MCQ:
+        return encode_qa(
+            tokenizer,
+            row[question_key],
+            row["choices"][row["answer"]],
+            system_prompt=system_prompt,
+            max_length=max_length,
+            fallback=fallback,
+        )
+    if schema == Schema.MESSAGES:
+        msgs = list(row["messages"])
+        if msgs[-1]["role"] != "assistant":
+            raise ValueError("The last message of a `messages` row must be the assistant turn to score.")
+        return encode_qa(tokenizer, msgs[:-1], msgs[-1]["content"], max_length=max_length, fallback=fallback)
+    if schema == Schema.PROMPT_COMPLETION:
+        prompt = row["prompt"]
+        if isinstance(prompt, str):
+            prompt = _chat_messages(prompt, None, system_prompt)
+        completion = row["completion"]
+        if len(completion) != 1 or completion[0]["role"] != "assistant":
+            raise ValueError("A conversational `completion` must hold exactly one assistant message.")
+        return encode_qa(tokenizer, list(prompt), completion[0]["content"], max_length=max_length, fallback=fallback)
+    return encode_completion(tokenizer, row["prompt"], row["text"], max_length=max_length)
+
+
+def tokenize_rows(
+    rows: Iterable[Mapping[str, Any]],
+    tokenizer: Any,
+    *,
+    max_length: int | None = 512,
+    system_prompt: str | None = None,
+    answer_key: str = "answer",
+    question_key: str = "question",
+    fallback: FallbackFormat = FallbackFormat(),
+    keep_columns: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Tokenise rows of any supported schema into ``input_ids``/``labels``/``prompt_length``/``index``.
+
+    ``index`` is the row's position in ``rows``, so per-item results stay keyed by dataset index after drops.
+    ``answer_key``/``question_key`` pick another QA field to score (e.g. ``paraphrased_answer``).
+    ``keep_columns`` copies source columns through (e.g. ``author``).
+    Rows without any answer token after truncation are dropped and counted in a single ``UserWarning``.
+    """
+    out: list[dict[str, Any]] = []
+    dropped: list[int] = []
+    schema: Schema | None = None
+    for i, row in enumerate(rows):
+        schema = schema or detect_schema(row)
+        ex = _encode_row(
+            tokenizer,
+            row,
+            schema,
+            answer_key=answer_key,
+            question_key=question_key,
+            system_prompt=system_prompt,
+            max_length=max_length,
+            fallback=fallback,
+        )
+        if ex.num_labels == 0:
+            dropped.append(i)
+            continue
+        item = ex.to_dict()
+        item["index"] = i
+        for col in keep_columns:
+            item[col] = row[col]
+        out.append(item)
+    if dropped:
+        shown = ", ".join(map(str, dropped[:10])) + (" ..." if len(dropped) > 10 else "")
+        warnings.warn(
+            f"Dropped {len(dropped)} of {len(dropped) + len(out)} rows with no answer token left after "
+            f"tokenisation (row indices: {shown}). Raise max_length (now {max_length}) or shorten the prompts.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return out

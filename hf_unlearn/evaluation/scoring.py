@@ -1,0 +1,137 @@
+"""Scoring primitives: per-sequence log-probabilities at label positions only.
+
+The decoder runs once per batch; hidden states are gathered at the positions that predict a label *before* the LM
+head, so the ``(B, T, V)`` logits tensor is never built (for SmolLM2's 49k vocabulary that is most of the memory of a
+scoring pass). Log-softmax runs in float32 on the gathered rows, in chunks, so bf16 models score without precision
+loss. Batches are formed from length-sorted rows (dynamic padding) and results are returned in input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.collators import DataCollatorForUnlearning
+from ..data.tokenization import IGNORE_INDEX
+
+__all__ = ["SequenceScores", "label_logprobs", "score_sequences"]
+
+
+def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not hasattr(base, "get_decoder") or base.get_output_embeddings() is None:
+        raise TypeError(f"{type(base).__name__} is not a causal LM with a decoder and an output embedding.")
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def label_logprobs(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    chunk_size: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities of the labelled tokens, without materialising full-vocabulary logits.
+
+    Returns ``(logps, rows)``: ``logps`` (float32, shape ``(N,)``) holds ``log p(labels[b, t] | prefix)`` for every
+    labelled position in row-major order, and ``rows`` (shape ``(N,)``) the batch row of each. Gradients flow when
+    the caller has them enabled.
+    """
+    decoder, head = _decoder_and_head(model)
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    target = labels[:, 1:]
+    select = target != IGNORE_INDEX
+    h = hidden[:, :-1][select]
+    tokens = target[select]
+    rows = select.nonzero()[:, 0]
+    cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+    out = []
+    for start in range(0, h.shape[0], chunk_size):
+        logits = head(h[start : start + chunk_size]).float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        logp = torch.log_softmax(logits, dim=-1)
+        out.append(logp.gather(-1, tokens[start : start + chunk_size, None]).squeeze(-1))
+    logps = torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+    return logps, rows
+
+
+@dataclass
+class SequenceScores:
+    """Per-sequence results of :func:`score_sequences`, in input order."""
+
+    sum_logprob: torch.Tensor  # (N,) float32: log p(y|x), summed over label tokens
+    num_tokens: torch.Tensor  # (N,) long: label tokens per sequence
+
+    @property
+    def avg_nll(self) -> torch.Tensor:
+        """Mean negative log-likelihood per label token (TOFU's ``avg_loss``)."""
+        return -self.sum_logprob / self.num_tokens.clamp(min=1)
+
+    @property
+    def normalized_prob(self) -> torch.Tensor:
+        """Geometric-mean token probability ``P(y|x)^(1/|y|)`` (TOFU's ``Prob``)."""
+        return torch.exp(-self.avg_nll)
+
+
+@torch.no_grad()
+def score_sequences(
+    model: torch.nn.Module,
+    examples: Sequence[Mapping[str, Any]],
+    *,
+    pad_token_id: int,
+    batch_size: int = 32,
+    max_tokens_per_batch: int | None = 16384,
+    progress: bool | str = False,
+) -> SequenceScores:
+    """Score tokenised examples (``input_ids`` + ``labels``) with ``model`` in eval mode.
+
+    Rows are sorted by length and packed into batches of at most ``batch_size`` rows and ``max_tokens_per_batch``
+    padded tokens, so little compute is spent on padding. Every example must have at least one label.
+    """
+    n = len(examples)
+    sums = torch.zeros(n, dtype=torch.float32)
+    counts = torch.zeros(n, dtype=torch.long)
+    if n == 0:
+        return SequenceScores(sums, counts)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    collate = DataCollatorForUnlearning(pad_token_id=pad_token_id)
+    order = sorted(range(n), key=lambda i: len(examples[i]["input_ids"]), reverse=True)
+    bar = tqdm(total=n, desc=progress if isinstance(progress, str) else "scoring", disable=not progress, leave=False)
+    try:
+        start = 0
+        while start < n:
+            longest = len(examples[order[start]]["input_ids"])
+            limit = batch_size
+            if max_tokens_per_batch:
+                limit = max(1, min(batch_size, max_tokens_per_batch // max(longest, 1)))
+            idx = order[start : start + limit]
+            start += len(idx)
+            batch = collate([{"input_ids": examples[i]["input_ids"], "labels": examples[i]["labels"]} for i in idx])
+            logps, rows = label_logprobs(
+                model,
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                batch["labels"].to(device),
+            )
+            rows = rows.cpu()
+            per_row = torch.zeros(len(idx), dtype=torch.float32).index_add_(0, rows, logps.cpu())
+            per_count = torch.bincount(rows, minlength=len(idx))
+            target = torch.tensor(idx)
+            sums[target] = per_row
+            counts[target] = per_count
+            bar.update(len(idx))
+    finally:
+        bar.close()
+        model.train(was_training)
+    if (counts == 0).any():
+        bad = (counts == 0).nonzero().flatten().tolist()[:10]
+        raise ValueError(f"Examples {bad} have no label tokens; tokenize_rows drops such rows - use its output.")
+    return SequenceScores(sums, counts)
