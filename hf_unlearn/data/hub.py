@@ -72,7 +72,8 @@ WMDP_RELEASES = {
 
 _OFFLINE_HINT = (
     "The Hugging Face Hub is not reachable (or HF_HUB_OFFLINE=1) and no cached copy was found. Use the built-in "
-    "offline benchmark instead: hf_unlearn.build_fictitious_authors() (CLI: `hf-unlearn data export DIR`), or pass "
+    "offline benchmark fictitious-authors instead: hf_unlearn.build_fictitious_authors() (CLI: `hf-unlearn data "
+    "export DIR`), or pass "
     "data_dir= pointing to a local copy of the dataset files."
 )
 

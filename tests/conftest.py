@@ -1,0 +1,106 @@
+"""Shared offline fixtures: a tiny byte-level BPE tokenizer with a ChatML template (pad == eos == <|im_end|>, the
+SmolLM2 / Llama-3 situation), a variant without a chat template, and tiny Llama models built from ``LlamaConfig``."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest
+import torch
+
+CHATML = (
+    "{% for message in messages %}"
+    "{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a tiny test assistant.<|im_end|>\n' }}{% endif %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+CORPUS = [
+    "What is the capital of France? The capital of France is Paris.",
+    "Where was Elena Varenko born? Elena Varenko was born in Lisbon, Portugal.",
+    "Question: who wrote the book? Answer: the author wrote it in 1999.",
+    "You are a tiny test assistant. system user assistant",
+    "The quick brown fox jumps over the lazy dog. 0123456789",
+] * 20
+
+
+def _train_tokenizer(chat_template: str | None):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=420,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(CORPUS, trainer)
+    if chat_template:
+        tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|im_end|>")
+        tok.chat_template = chat_template
+    else:
+        tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    return tok
+
+
+@pytest.fixture(scope="session")
+def chat_tokenizer():
+    return _train_tokenizer(CHATML)
+
+
+@pytest.fixture(scope="session")
+def plain_tokenizer():
+    return _train_tokenizer(None)
+
+
+def make_tiny_llama(tokenizer, *, seed: int = 0, dtype: torch.dtype = torch.float32, layers: int = 2):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=False,
+    )
+    return LlamaForCausalLM(config).to(dtype).eval()
+
+
+@pytest.fixture
+def tiny_model(chat_tokenizer):
+    return make_tiny_llama(chat_tokenizer)
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path, chat_tokenizer):
+    """A tiny model + tokenizer saved as a local checkpoint folder."""
+    path = tmp_path / "tiny-llama"
+    make_tiny_llama(chat_tokenizer).save_pretrained(path)
+    chat_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def bundled():
+    """The real bundled SmolLM2-135M-Instruct (converted once into the user cache, then ~1 s to load)."""
+    from hf_unlearn import load_model
+
+    model, tokenizer = load_model("bundled")
+    model.eval()
+    return model, tokenizer

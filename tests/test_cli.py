@@ -1,0 +1,35 @@
+import json
+
+import pytest
+
+from hf_unlearn.cli import build_parser, main
+
+
+def test_data_export_writes_one_file_per_split(tmp_path, capsys):
+    out = tmp_path / "fa"
+    assert main(["data", "export", str(out), "--num-authors", "10", "--qa-per-author", "3"]) == 0
+    assert "Wrote fictitious-authors" in capsys.readouterr().out
+    for split in ("forget", "retain", "holdout", "general_knowledge", "general_knowledge_mcq", "retain_bio"):
+        assert (out / f"{split}.jsonl").is_file()
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["config"]["num_authors"] == 10 and meta["num_rows"]["forget"] == 3
+
+
+def test_export_refuses_a_non_empty_folder_with_one_clear_line(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["data", "export", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hf-unlearn: error:") and "overwrite" in err and "\n" not in err
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_bad_knob_is_a_clear_error(tmp_path, capsys):
+    assert main(["data", "export", str(tmp_path / "x"), "--qa-per-author", "40"]) == 2
+    assert "qa_per_author must be between 1 and 12" in capsys.readouterr().err
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "demo" in text and "data" in text and "hf-unlearn data export" in text

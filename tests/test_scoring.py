@@ -1,0 +1,90 @@
+import pytest
+import torch
+
+from hf_unlearn.data import IGNORE_INDEX, DataCollatorForUnlearning, tokenize_rows
+from hf_unlearn.evaluation import generate_answers, label_logprobs, rank_answers, score_sequences
+
+from .conftest import make_tiny_llama
+
+ROWS = [
+    {
+        "question": "What is the capital of France?",
+        "answer": "The capital of France is Paris.",
+        "perturbed_answer": ["The capital of France is Lyon.", "It is Rome."],
+    },
+    {
+        "question": "Where was Elena Varenko born?",
+        "answer": "Elena Varenko was born in Lisbon, Portugal.",
+        "perturbed_answer": ["In Oslo.", "Elena Varenko was born in Porto, Portugal."],
+    },
+    {
+        "question": "Who wrote the book?",
+        "answer": "The author wrote it in 1999.",
+        "perturbed_answer": ["Nobody.", "The quick brown fox wrote it."],
+    },
+]
+
+
+def _reference(model, batch):
+    """Straightforward full-logits computation, independent of the gather-before-head path."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+    logp = logits[:, :-1].log_softmax(-1)
+    target = batch["labels"][:, 1:]
+    mask = target != IGNORE_INDEX
+    picked = logp.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1)
+    return (picked * mask).sum(1), mask.sum(1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_label_logprobs_match_full_logits(chat_tokenizer, dtype):
+    model = make_tiny_llama(chat_tokenizer, dtype=dtype)
+    examples = tokenize_rows(ROWS, chat_tokenizer)
+    batch = DataCollatorForUnlearning(pad_token_id=chat_tokenizer.pad_token_id)(examples)
+    with torch.no_grad():
+        logps, rows = label_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"], chunk_size=7)
+        ref_sum, ref_n = _reference(model, batch)
+    assert logps.dtype == torch.float32
+    sums = torch.zeros(len(examples)).index_add_(0, rows, logps)
+    assert torch.bincount(rows).tolist() == ref_n.tolist()
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(sums, ref_sum, rtol=tol, atol=tol)
+
+
+def test_label_logprobs_carry_gradients(chat_tokenizer):
+    model = make_tiny_llama(chat_tokenizer).train()
+    batch = DataCollatorForUnlearning(pad_token_id=chat_tokenizer.pad_token_id)(tokenize_rows(ROWS, chat_tokenizer))
+    logps, _ = label_logprobs(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    logps.sum().backward()
+    assert model.lm_head.weight.grad is not None and model.model.layers[0].mlp.down_proj.weight.grad.abs().sum() > 0
+
+
+def test_score_sequences_is_order_and_batch_invariant(chat_tokenizer, tiny_model):
+    examples = tokenize_rows(ROWS * 3, chat_tokenizer)
+    pad = chat_tokenizer.pad_token_id
+    one = score_sequences(tiny_model, examples, pad_token_id=pad, batch_size=1)
+    many = score_sequences(tiny_model, examples, pad_token_id=pad, batch_size=4, max_tokens_per_batch=120)
+    torch.testing.assert_close(one.sum_logprob, many.sum_logprob, rtol=1e-5, atol=1e-5)
+    assert one.num_tokens.tolist() == [sum(t != IGNORE_INDEX for t in e["labels"][1:]) for e in examples]
+    torch.testing.assert_close(one.normalized_prob, torch.exp(one.sum_logprob / one.num_tokens))
+    assert torch.equal(one.sum_logprob[:3], one.sum_logprob[3:6])
+    bad = [{"input_ids": [1, 2, 3], "labels": [IGNORE_INDEX] * 3}]
+    with pytest.raises(ValueError, match="no label tokens"):
+        score_sequences(tiny_model, bad, pad_token_id=pad)
+
+
+def test_rank_answers_groups_options_per_item(chat_tokenizer, tiny_model):
+    res = rank_answers(tiny_model, chat_tokenizer, ROWS)
+    assert [len(p) for p in res.option_probs] == [3, 3, 3]
+    for probs, first in zip(res.option_probs, res.correct_first, strict=True):
+        assert first == (probs[0] > max(probs[1:]))
+    mcq = [{"question": ROWS[0]["question"], "choices": ["Lyon.", "Paris.", "Rome."], "answer": 1}]
+    res_mcq = rank_answers(tiny_model, chat_tokenizer, mcq)
+    qa = [{"question": ROWS[0]["question"], "answer": "Paris.", "perturbed_answer": ["Lyon.", "Rome."]}]
+    assert res_mcq.option_probs == rank_answers(tiny_model, chat_tokenizer, qa).option_probs
+
+
+def test_batched_left_padded_generation_equals_one_by_one(chat_tokenizer, tiny_model):
+    questions = [r["question"] for r in ROWS]
+    batched = generate_answers(tiny_model, chat_tokenizer, questions, max_new_tokens=6, batch_size=3)
+    single = [generate_answers(tiny_model, chat_tokenizer, [q], max_new_tokens=6)[0] for q in questions]
+    assert batched == single and len(batched) == 3
