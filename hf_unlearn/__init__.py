@@ -5,6 +5,9 @@ The public API is listed explicitly below (as in ``transformers``); anything not
 
 __version__ = "0.1.0.dev0"
 
+from typing import TYPE_CHECKING
+
+from . import _logging  # noqa: F401  (filters a misleading bitsandbytes hint)
 from .data import (
     DataCollatorForUnlearning,
     FictitiousAuthors,
@@ -39,6 +42,58 @@ from .models import (
     load_tokenizer,
 )
 
+# Trainers import TRL (several seconds); load them on first use, as transformers does for its models.
+_LAZY = {
+    name: ".trainers"
+    for name in (
+        "GradAscentConfig",
+        "GradAscentTrainer",
+        "GradDiffConfig",
+        "GradDiffTrainer",
+        "IdkDPOConfig",
+        "IdkDPOTrainer",
+        "IdkSFTConfig",
+        "IdkSFTTrainer",
+        "NonFiniteLossError",
+        "NPOConfig",
+        "NPOTrainer",
+        "SimNPOConfig",
+        "SimNPOTrainer",
+    )
+}
+
+if TYPE_CHECKING:
+    from .trainers import (
+        GradAscentConfig,
+        GradAscentTrainer,
+        GradDiffConfig,
+        GradDiffTrainer,
+        IdkDPOConfig,
+        IdkDPOTrainer,
+        IdkSFTConfig,
+        IdkSFTTrainer,
+        NonFiniteLossError,
+        NPOConfig,
+        NPOTrainer,
+        SimNPOConfig,
+        SimNPOTrainer,
+    )
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'hf_unlearn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
+
+
 __all__ = [
     "BUNDLED_MODEL_NAME",
     "BundledModelMissingError",
@@ -46,10 +101,23 @@ __all__ = [
     "FictitiousAuthors",
     "FictitiousAuthorsConfig",
     "ForgetRetainDataset",
+    "GradAscentConfig",
+    "GradAscentTrainer",
+    "GradDiffConfig",
+    "GradDiffTrainer",
     "HubDatasetUnavailableError",
+    "IdkDPOConfig",
+    "IdkDPOTrainer",
+    "IdkSFTConfig",
+    "IdkSFTTrainer",
+    "NPOConfig",
+    "NPOTrainer",
+    "NonFiniteLossError",
     "RankingResult",
     "Schema",
     "SequenceScores",
+    "SimNPOConfig",
+    "SimNPOTrainer",
     "__version__",
     "build_fictitious_authors",
     "bundled_model_path",

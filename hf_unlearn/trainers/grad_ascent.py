@@ -1,0 +1,154 @@
+"""Gradient Ascent and Gradient Difference: the simplest unlearning baselines (spec methods.md section 1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from trl import KTOConfig, KTOTrainer
+
+from .base import LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
+
+__all__ = ["GradAscentConfig", "GradAscentTrainer", "GradDiffConfig", "GradDiffTrainer"]
+
+
+@dataclass
+class _AscentOptions:
+    """Collapse guards shared by GradAscent and GradDiff."""
+
+    forget_nll_ceiling: float | None = field(
+        default=None, metadata={"help": "Per-token cap on the forget NLL that is ascended (no gradient above it)."}
+    )
+    stop_at_forget_nll: float | None = field(
+        default=None, metadata={"help": "Stop training once the forget token-mean NLL of a batch reaches this."}
+    )
+    loss_type: str = field(default="apo_zero_unpaired", metadata={"help": "Internal: disables KTO's KL estimate."})
+
+
+@dataclass
+class GradAscentConfig(UnlearnConfigMixin, _AscentOptions, KTOConfig):
+    r"""Configuration for [`GradAscentTrainer`].
+
+    The loss is `-forget_coeff * NLL_bar(forget)`, the negated token-mean NLL of the forget answers (HF's own loss,
+    negated). Gradient ascent is unbounded: without a guard the model collapses into gibberish.
+
+    Parameters:
+        > Parameters that control the objective
+
+        forget_coeff (`float`, *optional*, defaults to `1.0`):
+            Weight of the ascent term.
+        forget_nll_ceiling (`float`, *optional*):
+            Cap each forget token's NLL at this value before negating it: tokens already this unlikely get no more
+            gradient (practitioners bound GA's loss, e.g. at -10). `None` disables the cap.
+        stop_at_forget_nll (`float`, *optional*):
+            Stop training at the end of the step in which a batch's forget token-mean NLL reaches this value.
+
+        > Other parameters
+
+        system_prompt, pairing_seed:
+            See [`~hf_unlearn.trainers.base.UnlearnConfigMixin`]. There is no retain term (`retain_loss_type` is
+            `"none"`); use [`GradDiffConfig`] for one. Other defaults as in [`NPOConfig`].
+    """
+
+    retain_loss_type: str = field(default="none", metadata={"help": "GradAscent has no retain term."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.retain_loss_type != "none":
+            raise ValueError("GradAscent has no retain term; use GradDiffConfig for gradient difference.")
+        if self.loss_type != "apo_zero_unpaired":
+            raise ValueError("GradAscentConfig does not use KTO's loss_type; leave it unset.")
+
+
+@dataclass
+class GradDiffConfig(UnlearnConfigMixin, _AscentOptions, KTOConfig):
+    r"""Configuration for [`GradDiffTrainer`].
+
+    The loss is `-forget_coeff * NLL_bar(forget) + retain_coeff * R`, with `R` the retain token-mean NLL
+    (`retain_loss_type="nll"`, default) or `KL(ref || model)` on retain sequences (`"kl"`, masked to real
+    positions; `kl_all_positions=True` for the reference code's all-position form). Defaults: open-unlearning's
+    `GradDiff.yaml` (both weights 1) with the TOFU recipe.
+
+    Parameters:
+        > Parameters that control the objective
+
+        forget_coeff, retain_coeff, retain_loss_type, kl_all_positions:
+            See [`~hf_unlearn.trainers.base.UnlearnConfigMixin`].
+        forget_nll_ceiling, stop_at_forget_nll:
+            Collapse guards, see [`GradAscentConfig`].
+
+        > Other parameters
+
+        system_prompt, retain_per_forget, pairing_seed:
+            See [`~hf_unlearn.trainers.base.UnlearnConfigMixin`]. Other defaults as in [`NPOConfig`].
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss_type != "apo_zero_unpaired":
+            raise ValueError("GradDiffConfig does not use KTO's loss_type; leave it unset.")
+
+
+class _AscentMixin:
+    def ascent_terms(self, model, inputs):
+        retain = self._retain_rows is not None
+        groups = ["forget", "retain"] if retain else ["forget"]
+        outs = self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
+        forget = outs["forget"]
+        a = self.args
+        token_nll = -forget.token_logps
+        if a.forget_nll_ceiling is not None:
+            token_nll = torch.clamp(token_nll, max=a.forget_nll_ceiling)
+        terms = {"forget": LossTerm(-a.forget_coeff * token_nll.sum(), "forget", "tokens")}
+        batch_nll = (-forget.logps.detach().sum() / forget.num_tokens.sum().clamp(min=1)).float()
+        metrics = {"nll/forget": batch_nll, "logps/forget": forget.logps.detach().mean()}
+        if retain:
+            terms["retain"] = self.retain_term(model, inputs, outs["retain"])
+            metrics["logps/retain"] = outs["retain"].logps.detach().mean()
+        if a.stop_at_forget_nll is not None and model.training and float(batch_nll) >= a.stop_at_forget_nll:
+            self.control.should_training_stop = True
+            self._metrics["train"]["stopped_at_forget_nll"].append(float(batch_nll))
+        return terms, metrics
+
+
+class GradAscentTrainer(_AscentMixin, UnlearnTrainerMixin, KTOTrainer):
+    """Unlearning by gradient ascent on the forget answers (no retain term, no reference)."""
+
+    config_class = GradAscentConfig
+    _uses_retain_data = False
+    _tag_names = ["trl", "hf_unlearn", "unlearning", "gradient-ascent"]
+    _name = "GradAscent"
+    _paper = {
+        "title": "Knowledge Unlearning for Mitigating Privacy Risks in Language Models",
+        "id": "2210.01504",
+        "citation": (
+            "@inproceedings{jang2023knowledge,\n    title        = {{Knowledge Unlearning for Mitigating Privacy Risks "
+            "in Language Models}},\n    author       = {Joel Jang and Dongkeun Yoon and Sohee Yang and Sungmin Cha and "
+            "Moontae Lee and Lajanugen Logeswaran and Minjoon Seo},\n    year         = 2023,\n    booktitle    = "
+            "{Proceedings of the 61st Annual Meeting of the Association for Computational Linguistics},\n}"
+        ),
+    }
+
+    def loss_terms(self, model, inputs):
+        return self.ascent_terms(model, inputs)
+
+
+class GradDiffTrainer(_AscentMixin, UnlearnTrainerMixin, KTOTrainer):
+    """Unlearning by gradient difference: ascend on the forget answers, descend on retain answers (or keep the
+    retain distributions close to the reference with the KL variant)."""
+
+    config_class = GradDiffConfig
+    _tag_names = ["trl", "hf_unlearn", "unlearning", "gradient-difference"]
+    _name = "GradDiff"
+    _paper = {
+        "title": "Large Language Model Unlearning",
+        "id": "2310.10683",
+        "citation": (
+            "@article{yao2023large,\n    title        = {{Large Language Model Unlearning}},\n    author       = "
+            "{Yuanshun Yao and Xiaojun Xu and Yang Liu},\n    year         = 2023,\n    journal      = {arXiv preprint "
+            "arXiv:2310.10683},\n}"
+        ),
+    }
+
+    def loss_terms(self, model, inputs):
+        return self.ascent_terms(model, inputs)

@@ -1,0 +1,103 @@
+"""SimNPO: reference-free, length-normalised NPO (Fan, Liu, Lin, Jia, Zhang, Mei, Liu 2025)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import KTOConfig, KTOTrainer
+
+from .base import LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
+from .losses import simnpo_loss
+
+__all__ = ["SimNPOConfig", "SimNPOTrainer"]
+
+
+@dataclass
+class SimNPOConfig(UnlearnConfigMixin, KTOConfig):
+    r"""Configuration for [`SimNPOTrainer`].
+
+    The loss is `forget_coeff * L_SimNPO + retain_coeff * R` with
+    `L_SimNPO = -(scale) * mean_b logsigmoid(beta * S(b) / |y_b| - gamma)` (paper form; spec methods.md section 3).
+    No reference model is loaded. Defaults are the TOFU forget10 setting of the reference code.
+
+    Parameters:
+        > Parameters that control the objective
+
+        beta (`float`, *optional*, defaults to `4.5`):
+            Inverse temperature. Much larger than NPO's because the argument is a per-token mean (~1 nat), not a sum.
+        gamma (`float`, *optional*, defaults to `0.0`):
+            Reward margin (`delta` in open-unlearning, `gamma` in the SimNPO code).
+        margin_scaled_by_beta (`bool`, *optional*, defaults to `False`):
+            Parity flag: the reference code computes `logsigmoid(beta * (S/|y| - gamma))`, i.e. `beta * gamma` as
+            margin (open-unlearning issue 123). Both forms agree at the default `gamma=0`.
+        loss_scale (`float`, *optional*):
+            Factor in front of the SimNPO term; `None` uses `2 / beta`.
+        forget_coeff (`float`, *optional*, defaults to `0.125`):
+            Weight of the SimNPO term (`npo_coeff`; 0.1375 for TOFU forget05).
+        retain_coeff, retain_loss_type, kl_all_positions:
+            See [`~hf_unlearn.trainers.base.UnlearnConfigMixin`] (default retain NLL, weight 1).
+
+        > Other parameters
+
+        system_prompt, retain_per_forget, pairing_seed:
+            See [`~hf_unlearn.trainers.base.UnlearnConfigMixin`]; [`~trl.KTOConfig`] parameters apply except KTO's
+            loss options. Other defaults as in [`NPOConfig`].
+    """
+
+    beta: float = field(default=4.5, metadata={"help": "Inverse temperature of the SimNPO term."})
+    gamma: float = field(default=0.0, metadata={"help": "Reward margin."})
+    margin_scaled_by_beta: bool = field(
+        default=False, metadata={"help": "Parity: margin beta * gamma as in the reference code."}
+    )
+    loss_scale: float | None = field(default=None, metadata={"help": "Scale of the SimNPO term; None = 2 / beta."})
+    forget_coeff: float = field(default=0.125, metadata={"help": "Weight of the SimNPO term."})
+    loss_type: str = field(default="apo_zero_unpaired", metadata={"help": "Internal: disables KTO's KL estimate."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss_type != "apo_zero_unpaired":
+            raise ValueError("SimNPOConfig does not use KTO's loss_type; leave it unset.")
+
+
+class SimNPOTrainer(UnlearnTrainerMixin, KTOTrainer):
+    """Unlearning with SimNPO: NPO without a reference model, on the length-normalised forget NLL, so short and
+    long answers are pushed alike and no reference bias favours already-forgotten samples."""
+
+    config_class = SimNPOConfig
+    _needs_reference = False
+    _tag_names = ["trl", "hf_unlearn", "unlearning", "simnpo"]
+    _name = "SimNPO"
+    _paper = {
+        "title": "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning",
+        "id": "2410.07163",
+        "citation": (
+            "@article{fan2024simplicity,\n    title        = {{Simplicity Prevails: Rethinking Negative Preference "
+            "Optimization for LLM Unlearning}},\n    author       = {Chongyu Fan and Jiancheng Liu and Licong Lin and "
+            "Jinghan Jia and Ruiqi Zhang and Song Mei and Sijia Liu},\n    year         = 2024,\n    journal      = "
+            "{arXiv preprint arXiv:2410.07163},\n}"
+        ),
+    }
+
+    def loss_terms(self, model, inputs):
+        retain = self._retain_rows is not None
+        groups = ["forget", "retain"] if retain else ["forget"]
+        outs = self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
+        forget = outs["forget"]
+        a = self.args
+        per_row = simnpo_loss(
+            forget.logps,
+            forget.num_tokens,
+            a.beta,
+            a.gamma,
+            margin_scaled_by_beta=a.margin_scaled_by_beta,
+            scale=a.loss_scale,
+        )
+        terms = {"forget": LossTerm(a.forget_coeff * per_row.sum(), "forget", "rows")}
+        metrics = {
+            "logps/forget": forget.logps.detach().mean(),
+            "nll/forget": (-forget.logps / forget.num_tokens).mean(),
+        }
+        if retain:
+            terms["retain"] = self.retain_term(model, inputs, outs["retain"])
+            metrics["logps/retain"] = outs["retain"].logps.detach().mean()
+        return terms, metrics
