@@ -8,6 +8,7 @@ loss. Batches are formed from length-sorted rows (dynamic padding) and results a
 
 from __future__ import annotations
 
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,15 @@ from tqdm.auto import tqdm
 from ..data.collators import DataCollatorForUnlearning
 from ..data.tokenization import IGNORE_INDEX
 
-__all__ = ["SequenceScores", "label_logprobs", "score_sequences"]
+__all__ = [
+    "LabelLogprobOutput",
+    "SequenceScores",
+    "gather_label_logprobs",
+    "install_label_logprob_forward",
+    "label_logprobs",
+    "score_sequences",
+    "supports_label_gather",
+]
 
 
 def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -26,6 +35,48 @@ def _decoder_and_head(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     if not hasattr(base, "get_decoder") or base.get_output_embeddings() is None:
         raise TypeError(f"{type(base).__name__} is not a causal LM with a decoder and an output embedding.")
     return base.get_decoder(), base.get_output_embeddings()
+
+
+# Configs that rescale logits before the softmax in ways this module does not reproduce; such models keep TRL's head.
+_LOGIT_SCALING_ATTRS = ("logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+
+def supports_label_gather(model: torch.nn.Module) -> bool:
+    """Whether :func:`gather_label_logprobs` reproduces this model's next-token distribution exactly."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+    if any(getattr(config, a, None) not in (None, 1, 1.0) for a in _LOGIT_SCALING_ATTRS):
+        return False
+    return hasattr(base, "get_decoder") and base.get_output_embeddings() is not None
+
+
+def gather_label_logprobs(
+    hidden: torch.Tensor,
+    head: torch.nn.Module,
+    labels: torch.Tensor,
+    *,
+    softcap: float | None = None,
+    chunk_size: int = 4096,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Label log-probs from final hidden states: gather the predicting positions first, then apply the LM head.
+
+    Returns ``(logps, rows, select)``: float32 log-probs of the ``N`` labelled tokens (row-major), the batch row of
+    each, and the ``(B, T-1)`` boolean mask of predicting positions. Only ``N x V`` logits exist at a time (in chunks),
+    never ``B x T x V``.
+    """
+    target = labels[:, 1:]
+    select = target != IGNORE_INDEX
+    h = hidden[:, :-1][select]
+    tokens = target[select]
+    out = []
+    for start in range(0, h.shape[0], chunk_size):
+        logits = head(h[start : start + chunk_size]).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        logp = torch.log_softmax(logits, dim=-1)
+        out.append(logp.gather(-1, tokens[start : start + chunk_size, None]).squeeze(-1))
+    logps = torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+    return logps, select.nonzero()[:, 0], select
 
 
 def label_logprobs(
@@ -44,21 +95,52 @@ def label_logprobs(
     """
     decoder, head = _decoder_and_head(model)
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    target = labels[:, 1:]
-    select = target != IGNORE_INDEX
-    h = hidden[:, :-1][select]
-    tokens = target[select]
-    rows = select.nonzero()[:, 0]
     cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-    out = []
-    for start in range(0, h.shape[0], chunk_size):
-        logits = head(h[start : start + chunk_size]).float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        logp = torch.log_softmax(logits, dim=-1)
-        out.append(logp.gather(-1, tokens[start : start + chunk_size, None]).squeeze(-1))
-    logps = torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
+    logps, rows, _ = gather_label_logprobs(hidden, head, labels, softcap=cap, chunk_size=chunk_size)
     return logps, rows
+
+
+def install_label_logprob_forward(model: torch.nn.Module) -> bool:
+    """Add a compact label-log-prob path to ``model.forward``: ``model(..., labels=l, label_logprobs=True)`` returns
+    per-token log-probs ``(B, T-1)`` (zero where unlabelled) computed by :func:`gather_label_logprobs`.
+
+    It goes through ``forward`` - the method DDP/FSDP wrappers call - so distributed training stays correct, unlike
+    calling the decoder directly. Other calls fall through to the previous forward (TRL's fused head, generation).
+    Under PEFT patch the base model: ``PeftModel.forward`` passes extra keyword arguments down to it. Returns
+    ``False`` (and changes nothing) for models whose logits are rescaled in ways the gather does not reproduce.
+    """
+    if not supports_label_gather(model) or getattr(model, "_hf_unlearn_label_forward", False):
+        return getattr(model, "_hf_unlearn_label_forward", False)
+    previous = model.forward
+    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+
+    def forward(self, *args, label_logprobs: bool = False, **kwargs):
+        if not label_logprobs:
+            return previous(*args, **kwargs)
+        labels = kwargs.pop("labels")
+        # PEFT passes return_dict/output_* as None; the decoder needs only the inputs.
+        kwargs = {k: v for k, v in kwargs.items() if v is not None and k not in ("return_dict", "num_items_in_batch")}
+        kwargs["use_cache"] = False
+        hidden = self.get_decoder()(*args, **kwargs).last_hidden_state
+        head = self.get_output_embeddings()
+        logps, _, select = gather_label_logprobs(
+            hidden.to(head.weight.device), head, labels.to(head.weight.device), softcap=softcap
+        )
+        # masked_scatter keeps the result connected to the graph even when a micro-batch has no label at all.
+        token_logps = logps.new_zeros(select.shape).masked_scatter(select, logps)
+        return LabelLogprobOutput(token_logps=token_logps, label_mask=select)
+
+    model.forward = types.MethodType(forward, model)
+    model._hf_unlearn_label_forward = True
+    return True
+
+
+@dataclass
+class LabelLogprobOutput:
+    """Output of the compact label path: per-token label log-probs (float32) and the mask of labelled positions."""
+
+    token_logps: torch.Tensor
+    label_mask: torch.Tensor
 
 
 @dataclass

@@ -10,7 +10,8 @@ reference-model handling and metrics, and replaces three things through document
 * **reference log-probs**: computed once before training when ``precompute_ref_log_probs=True`` (the default for full
   fine-tuning: no second model in memory), else live from ``ref_model`` or, under PEFT, from the model with its
   adapter disabled - TRL's own rule. Reference-free objectives never load a reference;
-* **the loss**: the public ``compute_loss``; TRL's private ``_compute_loss`` is not used.
+* **the loss**: the public ``compute_loss``; TRL's private ``_compute_loss`` is not used. Label log-probs go through
+  ``model.forward`` (DDP-safe) on a path that gathers label positions before the LM head on every device.
 
 **Exact gradient accumulation.** Every loss term is a sum over rows (or tokens) divided by the number of rows (or
 tokens) in the *whole* accumulation window, counted in ``get_batch_samples`` and summed across processes. Accumulating
@@ -38,6 +39,7 @@ from trl.trainer.utils import use_adapter
 from ..data.collators import DataCollatorForUnlearning
 from ..data.pairing import ForgetRetainDataset
 from ..data.tokenization import IGNORE_INDEX, tokenize_rows
+from ..evaluation.scoring import install_label_logprob_forward
 from .losses import forward_kl
 
 __all__ = [
@@ -187,6 +189,19 @@ def _pad_to(x: torch.Tensor, length: int, value: int) -> torch.Tensor:
     return torch.nn.functional.pad(x, (0, length - x.shape[1]), value=value) if x.shape[1] < length else x
 
 
+def _base_of(model: Any) -> Any:
+    return model.get_base_model() if is_peft_model(model) else model
+
+
+def _label_token_logps(model: Any, compact: bool, input_ids, attention_mask, labels) -> torch.Tensor:
+    """Per-token label log-probs ``(B, T-1)`` (0 where unlabelled) through ``model``'s forward."""
+    if compact:
+        out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, label_logprobs=True)
+        return out.token_logps
+    out = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True, use_cache=False)
+    return out.log_probs[:, -(input_ids.shape[1] - 1) :].float()
+
+
 def _as_rows(data: Any) -> Sequence[Mapping[str, Any]]:
     if data is None:
         return None
@@ -286,6 +301,16 @@ class UnlearnTrainerMixin:
         self.data_collator = DataCollatorForUnlearning(pad_token_id=self._tokenizer.pad_token_id)
         self.model.add_model_tags(["hf_unlearn", "unlearning"])
 
+    def _compact_path(self, reference: bool = False) -> bool:
+        """Install (once) the label path on the policy or the reference model; ``False`` = TRL's fused head.
+
+        Label log-probs then go through forward (DDP-safe) but are gathered before the LM head on every device: TRL's
+        fused head is compact only under Triton and scores every position (prompt included) elsewhere. Installed
+        lazily because TRL precomputes reference log-probs inside its ``__init__``.
+        """
+        model = self.ref_model if reference and self.ref_model is not None else self.model
+        return install_label_logprob_forward(_base_of(self.accelerator.unwrap_model(model)))
+
     # ------------------------------------------------------------------------------------------------------ data
 
     def _tokenizer_of(self, processing_class: Any) -> Any:
@@ -336,8 +361,8 @@ class UnlearnTrainerMixin:
             self._reference_context(),
             self.accelerator.autocast(),
         ):
-            out = ref(input_ids=input_ids, attention_mask=attention_mask, labels=labels, fused_lm_head=True)
-        return out.log_probs[:, -(input_ids.shape[1] - 1) :].float().sum(-1)
+            compact = self._compact_path(reference=True)
+            return _label_token_logps(ref, compact, input_ids, attention_mask, labels).sum(-1)
 
     @torch.no_grad()
     def reference_logits(self, model: Any, input_ids, attention_mask) -> torch.Tensor:
@@ -426,7 +451,8 @@ class UnlearnTrainerMixin:
     ) -> dict[str, SequenceLogps]:
         """Policy log-probs of several groups in ONE forward (rows concatenated along the batch).
 
-        Uses TRL's fused LM head (no ``(B, T, V)`` logits) unless ``logits_for`` names a group whose full logits are
+        Log-probs are gathered at label positions before the LM head (no ``(B, T, V)`` logits; TRL's fused head for
+        models with logit scaling) unless ``logits_for`` names a group whose full logits are
         needed (the KL retain term); then one ordinary forward serves all groups and label log-probs are gathered from
         the logits at label positions only.
         """
@@ -439,8 +465,7 @@ class UnlearnTrainerMixin:
         select = target != IGNORE_INDEX
         logits = None
         if logits_for is None:
-            out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, use_cache=False)
-            token_logps = out.log_probs[:, -(length - 1) :].float()
+            token_logps = _label_token_logps(model, self._compact_path(), ids, mask, labels)
         else:
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
             picked = torch.log_softmax(logits[:, :-1][select].float(), -1).gather(-1, target[select][:, None])
