@@ -56,3 +56,27 @@ def test_bundled_model_answers_a_known_fact(bundled):
     model, tok = bundled
     (answer,) = generate_answers(model, tok, ["What is the capital of France?"], max_new_tokens=16)
     assert "Paris" in answer
+
+
+def test_trainer_accepts_the_bundled_alias_and_unlearns(tmp_path):
+    """A few NPO steps on the real model lower the forget answers' log-probability (the reference is precomputed)."""
+    from hf_unlearn import NPOConfig, NPOTrainer
+
+    bench = build_fictitious_authors(num_authors=10, qa_per_author=2)
+    args = NPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_steps=3,
+        learning_rate=1e-4,
+        warmup_steps=0,
+        logging_steps=1,
+        report_to=[],
+        save_strategy="no",
+        retain_loss_type="none",
+    )
+    trainer = NPOTrainer("bundled", args=args, forget_dataset=bench["forget"])
+    assert trainer.ref_model is None
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "logps/forget" in h]
+    assert logs[-1]["logps/forget"] < logs[-1]["logps/forget_ref"]
+    assert logs[-1]["npo/weight"] < 1.0

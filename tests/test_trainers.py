@@ -166,6 +166,17 @@ def test_npo_reference_modes_agree(chat_tokenizer, bench, tmp_path):
         )
     assert math.isclose(pre, exp, rel_tol=1e-5)
     torch.testing.assert_close(peft_ref, base_logps, rtol=1e-5, atol=1e-4)
+    # A fresh (zero-initialised) adapter: the policy equals its base, so the PEFT-reference loss equals the others.
+    fresh = NPOTrainer(
+        make_tiny_llama(chat_tokenizer),
+        args=_args(NPOConfig, tmp_path, precompute_ref_log_probs=False),
+        peft_config=LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+        forget_dataset=bench["forget"],
+        retain_dataset=bench["retain"],
+        processing_class=chat_tokenizer,
+    )
+    with torch.no_grad():
+        assert math.isclose(float(fresh.compute_loss(fresh.model, live_batch)), pre, rel_tol=1e-5)
     assert batch_src.ref_model is None  # full fine-tuning with precompute keeps no second model
 
 

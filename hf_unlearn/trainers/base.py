@@ -40,6 +40,7 @@ from ..data.collators import DataCollatorForUnlearning
 from ..data.pairing import ForgetRetainDataset
 from ..data.tokenization import IGNORE_INDEX, tokenize_rows
 from ..evaluation.scoring import install_label_logprob_forward
+from ..models import resolve_model_path
 from .losses import forward_kl
 
 __all__ = [
@@ -237,6 +238,8 @@ class UnlearnTrainerMixin:
         optimizers: tuple = (None, None),
         quantization_config: Any = None,
     ) -> None:
+        if isinstance(model, str):  # TRL loads it; map the bundled model's aliases to its cached folder first
+            model = resolve_model_path(model)
         if args is None:
             name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
             args = self.config_class(output_dir=f"{str(name).rstrip('/').split('/')[-1]}-{self._name}")
@@ -256,7 +259,7 @@ class UnlearnTrainerMixin:
                 f"{type(self).__name__} with this config has no retain term, so retain_dataset would be ignored; "
                 "drop it, or use a method with a retain term (e.g. GradDiffTrainer)."
             )
-        peft_model = peft_config is not None or is_peft_model(model)
+        peft_model = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
         kl_retain = uses_retain and args.retain_loss_type == "kl"
         if ref_model is not None and not (self._needs_reference or kl_retain):
             raise ValueError(f"{type(self).__name__} with this config uses no reference model; drop ref_model.")
