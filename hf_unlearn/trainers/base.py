@@ -44,6 +44,7 @@ from ..models import resolve_model_path
 from .losses import forward_kl
 
 __all__ = [
+    "KTOLossTypeGuard",
     "LossTerm",
     "NonFiniteLossError",
     "SequenceLogps",
@@ -148,6 +149,19 @@ class UnlearnConfigMixin:
     @property
     def uses_retain(self) -> bool:
         return self.retain_loss_type != "none" and self.retain_coeff > 0
+
+
+@dataclass
+class KTOLossTypeGuard:
+    """For configs built on ``KTOConfig``: pin ``loss_type`` to the variant without KTO's KL estimate (which would add
+    forwards and require sequential sampling); hf_unlearn computes its own loss."""
+
+    loss_type: str = field(default="apo_zero_unpaired", metadata={"help": "Internal: disables KTO's KL estimate."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss_type != "apo_zero_unpaired":
+            raise ValueError(f"{type(self).__name__} does not use KTO's loss_type; leave it unset.")
 
 
 class WindowCounts(dict):
@@ -491,6 +505,21 @@ class UnlearnTrainerMixin:
                 logits=lg[:, :width] if lg is not None and g == logits_for else None,
             )
         return result
+
+    def policy_forward(
+        self, model: Any, inputs: Mapping[str, torch.Tensor], groups: Sequence[str] = ("forget",)
+    ) -> dict[str, SequenceLogps]:
+        """One forward over ``groups`` plus the retain rows when the objective has a retain term."""
+        if self._retain_rows is not None:
+            groups = [*groups, "retain"]
+        return self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
+
+    def add_retain(self, model: Any, inputs, outs: Mapping[str, SequenceLogps], terms: dict, metrics: dict):
+        """Add the retain term and its metric when the forward included retain rows; return ``(terms, metrics)``."""
+        if "retain" in outs:
+            terms["retain"] = self.retain_term(model, inputs, outs["retain"])
+            metrics["logps/retain"] = outs["retain"].logps.detach().mean()
+        return terms, metrics
 
     def retain_term(self, model: Any, inputs: Mapping[str, torch.Tensor], out: SequenceLogps) -> LossTerm:
         """The weighted retain regulariser as a :data:`LossTerm`."""

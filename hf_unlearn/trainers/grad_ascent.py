@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from trl import KTOConfig, KTOTrainer
 
-from .base import LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
+from .base import KTOLossTypeGuard, LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
 
 __all__ = ["GradAscentConfig", "GradAscentTrainer", "GradDiffConfig", "GradDiffTrainer"]
 
@@ -22,11 +22,10 @@ class _AscentOptions:
     stop_at_forget_nll: float | None = field(
         default=None, metadata={"help": "Stop training once the forget token-mean NLL of a batch reaches this."}
     )
-    loss_type: str = field(default="apo_zero_unpaired", metadata={"help": "Internal: disables KTO's KL estimate."})
 
 
 @dataclass
-class GradAscentConfig(UnlearnConfigMixin, _AscentOptions, KTOConfig):
+class GradAscentConfig(UnlearnConfigMixin, _AscentOptions, KTOLossTypeGuard, KTOConfig):
     r"""Configuration for [`GradAscentTrainer`].
 
     The loss is `-forget_coeff * NLL_bar(forget)`, the negated token-mean NLL of the forget answers (HF's own loss,
@@ -56,12 +55,10 @@ class GradAscentConfig(UnlearnConfigMixin, _AscentOptions, KTOConfig):
         super().__post_init__()
         if self.retain_loss_type != "none":
             raise ValueError("GradAscent has no retain term; use GradDiffConfig for gradient difference.")
-        if self.loss_type != "apo_zero_unpaired":
-            raise ValueError("GradAscentConfig does not use KTO's loss_type; leave it unset.")
 
 
 @dataclass
-class GradDiffConfig(UnlearnConfigMixin, _AscentOptions, KTOConfig):
+class GradDiffConfig(UnlearnConfigMixin, _AscentOptions, KTOLossTypeGuard, KTOConfig):
     r"""Configuration for [`GradDiffTrainer`].
 
     The loss is `-forget_coeff * NLL_bar(forget) + retain_coeff * R`, with `R` the retain token-mean NLL
@@ -83,17 +80,10 @@ class GradDiffConfig(UnlearnConfigMixin, _AscentOptions, KTOConfig):
             See [`~hf_unlearn.trainers.base.UnlearnConfigMixin`]. Other defaults as in [`NPOConfig`].
     """
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.loss_type != "apo_zero_unpaired":
-            raise ValueError("GradDiffConfig does not use KTO's loss_type; leave it unset.")
-
 
 class _AscentMixin:
     def ascent_terms(self, model, inputs):
-        retain = self._retain_rows is not None
-        groups = ["forget", "retain"] if retain else ["forget"]
-        outs = self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
+        outs = self.policy_forward(model, inputs)
         forget = outs["forget"]
         a = self.args
         token_nll = -forget.token_logps
@@ -102,9 +92,7 @@ class _AscentMixin:
         terms = {"forget": LossTerm(-a.forget_coeff * token_nll.sum(), "forget", "tokens")}
         batch_nll = (-forget.logps.detach().sum() / forget.num_tokens.sum().clamp(min=1)).float()
         metrics = {"nll/forget": batch_nll, "logps/forget": forget.logps.detach().mean()}
-        if retain:
-            terms["retain"] = self.retain_term(model, inputs, outs["retain"])
-            metrics["logps/retain"] = outs["retain"].logps.detach().mean()
+        self.add_retain(model, inputs, outs, terms, metrics)
         if a.stop_at_forget_nll is not None and model.training and float(batch_nll) >= a.stop_at_forget_nll:
             self.control.should_training_stop = True
             self._metrics["train"]["stopped_at_forget_nll"].append(float(batch_nll))

@@ -10,7 +10,18 @@ import numpy as np
 from ..data.idk import IDK_RESPONSES
 from ..data.schemas import Schema, detect_schema
 
-__all__ = ["with_refusals"]
+__all__ = ["TOFU_PAPER", "with_refusals"]
+
+# The IDK objectives come from TOFU (IdkSFT is its "idk" baseline; IdkDPO its preference variant).
+TOFU_PAPER = {
+    "title": "TOFU: A Task of Fictitious Unlearning for LLMs",
+    "id": "2401.06121",
+    "citation": (
+        "@inproceedings{maini2024tofu,\n    title        = {{TOFU: A Task of Fictitious Unlearning for LLMs}},\n"
+        "    author       = {Pratyush Maini and Zhili Feng and Avi Schwarzschild and Zachary C. Lipton and J. Zico "
+        "Kolter},\n    year         = 2024,\n    booktitle    = {First Conference on Language Modeling},\n}"
+    ),
+}
 
 
 def with_refusals(

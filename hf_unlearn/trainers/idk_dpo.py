@@ -8,7 +8,7 @@ from trl import DPOConfig, DPOTrainer
 
 from ..data.tokenization import tokenize_rows
 from .base import LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
-from .idk import with_refusals
+from .idk import TOFU_PAPER, with_refusals
 from .losses import dpo_loss
 
 __all__ = ["IdkDPOConfig", "IdkDPOTrainer"]
@@ -63,15 +63,7 @@ class IdkDPOTrainer(UnlearnTrainerMixin, DPOTrainer):
     _reference_groups = ("forget", "forget_idk")
     _tag_names = ["trl", "hf_unlearn", "unlearning", "idk-dpo"]
     _name = "IdkDPO"
-    _paper = {
-        "title": "TOFU: A Task of Fictitious Unlearning for LLMs",
-        "id": "2401.06121",
-        "citation": (
-            "@inproceedings{maini2024tofu,\n    title        = {{TOFU: A Task of Fictitious Unlearning for LLMs}},\n"
-            "    author       = {Pratyush Maini and Zhili Feng and Avi Schwarzschild and Zachary C. Lipton and J. Zico "
-            "Kolter},\n    year         = 2024,\n    booktitle    = {First Conference on Language Modeling},\n}"
-        ),
-    }
+    _paper = TOFU_PAPER
 
     def tokenize_forget(self, rows, tokenizer, args):
         kwargs = {"max_length": args.max_length, "system_prompt": args.system_prompt}
@@ -89,9 +81,7 @@ class IdkDPOTrainer(UnlearnTrainerMixin, DPOTrainer):
         return paired
 
     def loss_terms(self, model, inputs):
-        retain = self._retain_rows is not None
-        groups = ["forget_idk", "forget", "retain"] if retain else ["forget_idk", "forget"]
-        outs = self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
+        outs = self.policy_forward(model, inputs, ("forget_idk", "forget"))
         chosen, rejected = outs["forget_idk"], outs["forget"]
         if "forget_ref_logps" in inputs:
             ref_rejected = inputs["forget_ref_logps"].to(rejected.logps)
@@ -113,7 +103,4 @@ class IdkDPOTrainer(UnlearnTrainerMixin, DPOTrainer):
             "rewards/margin": (a.beta * margin).mean(),
             "rewards/accuracy": (margin > 0).float().mean(),
         }
-        if retain:
-            terms["retain"] = self.retain_term(model, inputs, outs["retain"])
-            metrics["logps/retain"] = outs["retain"].logps.detach().mean()
-        return terms, metrics
+        return self.add_retain(model, inputs, outs, terms, metrics)

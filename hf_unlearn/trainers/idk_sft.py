@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from trl import KTOConfig, KTOTrainer
 
 from ..data.tokenization import tokenize_rows
-from .base import LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
-from .idk import with_refusals
+from .base import KTOLossTypeGuard, LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
+from .idk import TOFU_PAPER, with_refusals
 
 __all__ = ["IdkSFTConfig", "IdkSFTTrainer"]
 
 
 @dataclass
-class IdkSFTConfig(UnlearnConfigMixin, KTOConfig):
+class IdkSFTConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     r"""Configuration for [`IdkSFTTrainer`].
 
     The loss is `forget_coeff * NLL_bar(refusal | forget question) + retain_coeff * R`: plain supervised learning
@@ -37,12 +37,6 @@ class IdkSFTConfig(UnlearnConfigMixin, KTOConfig):
     """
 
     idk_responses: list[str] | None = field(default=None, metadata={"help": "Refusal pool (default: built-in)."})
-    loss_type: str = field(default="apo_zero_unpaired", metadata={"help": "Internal: disables KTO's KL estimate."})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.loss_type != "apo_zero_unpaired":
-            raise ValueError("IdkSFTConfig does not use KTO's loss_type; leave it unset.")
 
 
 class IdkSFTTrainer(UnlearnTrainerMixin, KTOTrainer):
@@ -51,28 +45,15 @@ class IdkSFTTrainer(UnlearnTrainerMixin, KTOTrainer):
     config_class = IdkSFTConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "idk"]
     _name = "IdkSFT"
-    _paper = {
-        "title": "TOFU: A Task of Fictitious Unlearning for LLMs",
-        "id": "2401.06121",
-        "citation": (
-            "@inproceedings{maini2024tofu,\n    title        = {{TOFU: A Task of Fictitious Unlearning for LLMs}},\n"
-            "    author       = {Pratyush Maini and Zhili Feng and Avi Schwarzschild and Zachary C. Lipton and J. Zico "
-            "Kolter},\n    year         = 2024,\n    booktitle    = {First Conference on Language Modeling},\n}"
-        ),
-    }
+    _paper = TOFU_PAPER
 
     def tokenize_forget(self, rows, tokenizer, args):
         refusals = with_refusals(rows, args.idk_responses, args.seed)
         return tokenize_rows(refusals, tokenizer, max_length=args.max_length, system_prompt=args.system_prompt)
 
     def loss_terms(self, model, inputs):
-        retain = self._retain_rows is not None
-        groups = ["forget", "retain"] if retain else ["forget"]
-        outs = self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
+        outs = self.policy_forward(model, inputs)
         forget = outs["forget"]
         terms = {"forget": LossTerm(-self.args.forget_coeff * forget.logps.sum(), "forget", "tokens")}
         metrics = {"logps/forget_idk": forget.logps.detach().mean()}
-        if retain:
-            terms["retain"] = self.retain_term(model, inputs, outs["retain"])
-            metrics["logps/retain"] = outs["retain"].logps.detach().mean()
-        return terms, metrics
+        return self.add_retain(model, inputs, outs, terms, metrics)

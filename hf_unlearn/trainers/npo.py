@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 
 from trl import KTOConfig, KTOTrainer
 
-from .base import LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
+from .base import KTOLossTypeGuard, LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
 from .losses import npo_loss, npo_weights
 
 __all__ = ["NPOConfig", "NPOTrainer"]
 
 
 @dataclass
-class NPOConfig(UnlearnConfigMixin, KTOConfig):
+class NPOConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     r"""Configuration for [`NPOTrainer`].
 
     The loss is `forget_coeff * L_NPO + retain_coeff * R` with
@@ -56,12 +56,6 @@ class NPOConfig(UnlearnConfigMixin, KTOConfig):
     precompute_ref_log_probs: bool = field(
         default=True, metadata={"help": "Compute forget reference log-probs once before training."}
     )
-    loss_type: str = field(default="apo_zero_unpaired", metadata={"help": "Internal: disables KTO's KL estimate."})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.loss_type != "apo_zero_unpaired":
-            raise ValueError("NPOConfig does not use KTO's loss_type; leave it unset.")
 
 
 class NPOTrainer(UnlearnTrainerMixin, KTOTrainer):
@@ -99,9 +93,7 @@ class NPOTrainer(UnlearnTrainerMixin, KTOTrainer):
     }
 
     def loss_terms(self, model, inputs):
-        retain = self._retain_rows is not None
-        groups = ["forget", "retain"] if retain else ["forget"]
-        outs = self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
+        outs = self.policy_forward(model, inputs)
         forget = outs["forget"]
         if "forget_ref_logps" in inputs:
             ref = inputs["forget_ref_logps"].to(forget.logps)
@@ -117,7 +109,4 @@ class NPOTrainer(UnlearnTrainerMixin, KTOTrainer):
             "logps/forget_ref": ref.mean(),
             "npo/weight": npo_weights(forget.logps.detach(), ref, beta).mean(),
         }
-        if retain:
-            terms["retain"] = self.retain_term(model, inputs, outs["retain"])
-            metrics["logps/retain"] = outs["retain"].logps.detach().mean()
-        return terms, metrics
+        return self.add_retain(model, inputs, outs, terms, metrics)

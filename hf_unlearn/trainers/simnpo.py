@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 
 from trl import KTOConfig, KTOTrainer
 
-from .base import LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
+from .base import KTOLossTypeGuard, LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
 from .losses import simnpo_loss
 
 __all__ = ["SimNPOConfig", "SimNPOTrainer"]
 
 
 @dataclass
-class SimNPOConfig(UnlearnConfigMixin, KTOConfig):
+class SimNPOConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     r"""Configuration for [`SimNPOTrainer`].
 
     The loss is `forget_coeff * L_SimNPO + retain_coeff * R` with
@@ -51,12 +51,6 @@ class SimNPOConfig(UnlearnConfigMixin, KTOConfig):
     )
     loss_scale: float | None = field(default=None, metadata={"help": "Scale of the SimNPO term; None = 2 / beta."})
     forget_coeff: float = field(default=0.125, metadata={"help": "Weight of the SimNPO term."})
-    loss_type: str = field(default="apo_zero_unpaired", metadata={"help": "Internal: disables KTO's KL estimate."})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.loss_type != "apo_zero_unpaired":
-            raise ValueError("SimNPOConfig does not use KTO's loss_type; leave it unset.")
 
 
 class SimNPOTrainer(UnlearnTrainerMixin, KTOTrainer):
@@ -79,9 +73,7 @@ class SimNPOTrainer(UnlearnTrainerMixin, KTOTrainer):
     }
 
     def loss_terms(self, model, inputs):
-        retain = self._retain_rows is not None
-        groups = ["forget", "retain"] if retain else ["forget"]
-        outs = self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
+        outs = self.policy_forward(model, inputs)
         forget = outs["forget"]
         a = self.args
         per_row = simnpo_loss(
@@ -97,7 +89,4 @@ class SimNPOTrainer(UnlearnTrainerMixin, KTOTrainer):
             "logps/forget": forget.logps.detach().mean(),
             "nll/forget": (-forget.logps / forget.num_tokens).mean(),
         }
-        if retain:
-            terms["retain"] = self.retain_term(model, inputs, outs["retain"])
-            metrics["logps/retain"] = outs["retain"].logps.detach().mean()
-        return terms, metrics
+        return self.add_retain(model, inputs, outs, terms, metrics)
