@@ -8,6 +8,7 @@ __version__ = "0.1.0.dev0"
 from typing import TYPE_CHECKING
 
 from . import _logging  # noqa: F401  (filters a misleading bitsandbytes hint)
+from .callbacks import EvalCallback
 from .data import (
     DataCollatorForUnlearning,
     FictitiousAuthors,
@@ -26,8 +27,14 @@ from .data import (
     tokenize_rows,
 )
 from .evaluation import (
+    EvalResult,
     RankingResult,
+    ReferenceMismatchError,
     SequenceScores,
+    evaluate_mcq,
+    evaluate_mia,
+    evaluate_muse,
+    evaluate_tofu,
     generate_answers,
     label_logprobs,
     rank_answers,
@@ -98,6 +105,8 @@ __all__ = [
     "BUNDLED_MODEL_NAME",
     "BundledModelMissingError",
     "DataCollatorForUnlearning",
+    "EvalCallback",
+    "EvalResult",
     "FictitiousAuthors",
     "FictitiousAuthorsConfig",
     "ForgetRetainDataset",
@@ -114,6 +123,7 @@ __all__ = [
     "NPOTrainer",
     "NonFiniteLossError",
     "RankingResult",
+    "ReferenceMismatchError",
     "Schema",
     "SequenceScores",
     "SimNPOConfig",
@@ -126,6 +136,10 @@ __all__ = [
     "encode_completion",
     "encode_prompt",
     "encode_qa",
+    "evaluate_mcq",
+    "evaluate_mia",
+    "evaluate_muse",
+    "evaluate_tofu",
     "generate_answers",
     "label_logprobs",
     "load_model",

@@ -5,6 +5,10 @@ Examples::
     hf-unlearn demo                                  # offline: bundled model + built-in benchmark
     hf-unlearn data export outputs/fictitious-authors --format both
     hf-unlearn data export /tmp/fa --num-authors 20 --qa-per-author 8 --seed 1
+    hf-unlearn eval --model bundled --suite tofu --num-authors 20 --output outputs/eval/target.json
+    hf-unlearn eval --model outputs/npo --suite tofu --num-authors 20 --reference-logs outputs/eval/retain.json
+    hf-unlearn eval --model bundled --suite mcq --num-authors 20
+    hf-unlearn eval --model my/model --suite muse --dataset hub      # muse-bench/MUSE-News (needs the Hub)
 """
 
 from __future__ import annotations
@@ -93,6 +97,78 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_sets(args: argparse.Namespace) -> dict:
+    """The evaluation sets of a suite: built-in benchmark, or the public datasets from the Hub."""
+    if args.dataset == "hub":
+        from .data import load_muse, load_tofu, load_wmdp
+
+        if args.suite == "tofu":
+            f = args.tofu_forget
+            return {
+                "forget": load_tofu(f"forget{f}_perturbed"),
+                "retain": load_tofu("retain_perturbed"),
+                "real_authors": load_tofu("real_authors_perturbed"),
+                "world_facts": load_tofu("world_facts_perturbed"),
+                "holdout": load_tofu(f"holdout{f}"),
+            }
+        if args.suite == "muse":
+            c = args.muse_corpus
+            return {
+                "verbmem": load_muse(c, "verbmem", "forget"),
+                "knowmem_forget": load_muse(c, "knowmem", "forget_qa"),
+                "knowmem_retain": load_muse(c, "knowmem", "retain_qa"),
+                "knowmem_forget_icl": load_muse(c, "knowmem", "forget_qa_icl"),
+                "knowmem_retain_icl": load_muse(c, "knowmem", "retain_qa_icl"),
+                "privleak_forget": load_muse(c, "privleak", "forget"),
+                "privleak_holdout": load_muse(c, "privleak", "holdout"),
+            }
+        return {f"wmdp_{s}": load_wmdp(s) for s in ("bio", "chem", "cyber")}
+    from .evaluation import builtin_muse_splits, builtin_tofu_splits
+
+    bench = _benchmark(args)
+    if args.suite == "tofu":
+        return builtin_tofu_splits(bench, retain_size=args.retain_size)
+    if args.suite == "muse":
+        return builtin_muse_splits(bench)
+    return {name: bench[name] for name in ("general_knowledge_mcq", "forget_mcq", "retain_mcq", "holdout_mcq")}
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import EvalResult, evaluate_mcq, evaluate_muse, evaluate_tofu
+    from .evaluation.mcq import WMDP_DESCRIPTIONS
+    from .models import load_model
+
+    t0 = time.perf_counter()
+    sets = _eval_sets(args)
+    model, tokenizer = load_model(args.model, dtype=args.dtype)
+    if args.suite == "tofu":
+        result = evaluate_tofu(
+            model,
+            tokenizer,
+            **sets,
+            reference=args.reference_logs,
+            generate=not args.no_generate,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            progress=True,
+        )
+    elif args.suite == "muse":
+        result = evaluate_muse(model, tokenizer, **sets, reference=args.reference_logs, batch_size=args.batch_size)
+    else:
+        result = EvalResult("mcq")
+        for name, rows in sets.items():
+            desc = WMDP_DESCRIPTIONS.get(name.removeprefix("wmdp_"), "")
+            part = evaluate_mcq(model, tokenizer, rows, description=desc, name=name, batch_size=args.batch_size)
+            result.metrics.update(part.metrics)
+            result.per_item.update(part.per_item)
+            result.meta.setdefault("items", {}).update(part.meta["items"])
+    result.meta["model"] = str(args.model)
+    print(result.table(f"{args.suite} evaluation of {args.model} ({time.perf_counter() - t0:.0f} s)"))
+    if args.output:
+        print(f"Saved the full result (usable as --reference-logs) to {result.save(args.output)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-unlearn",
@@ -109,6 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="also print the results as JSON")
     _add_benchmark_args(demo, num_authors=20)
     demo.set_defaults(func=_cmd_demo)
+
+    ev = sub.add_parser("eval", help="evaluate a model: TOFU, MUSE or MCQ suite (built-in benchmark or the Hub)")
+    ev.add_argument("--model", required=True, help="'bundled', a Hub id or a local folder")
+    ev.add_argument("--suite", choices=("tofu", "muse", "mcq"), required=True)
+    ev.add_argument("--dataset", choices=("builtin", "hub"), default="builtin", help="data source (default builtin)")
+    ev.add_argument("--reference-logs", default=None, help="retain model's saved result (Forget Quality, PrivLeak)")
+    ev.add_argument("--output", default=None, help="write the full result as JSON (reusable as --reference-logs)")
+    ev.add_argument("--dtype", default=None, help="model dtype, e.g. bfloat16 (default: float32 on CPU)")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--max-new-tokens", type=int, default=200, help="TOFU generation length (ROUGE)")
+    ev.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE): much faster on CPU")
+    ev.add_argument("--retain-size", type=int, default=200, help="built-in TOFU: retain items evaluated")
+    ev.add_argument("--tofu-forget", choices=("01", "05", "10"), default="10", help="hub TOFU split")
+    ev.add_argument("--muse-corpus", choices=("news", "books"), default="news", help="hub MUSE corpus")
+    _add_benchmark_args(ev, num_authors=100)
+    ev.set_defaults(func=_cmd_eval)
 
     data = sub.add_parser("data", help="built-in benchmark tools")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -27,6 +27,7 @@ CORPUS = [
     "Question: who wrote the book? Answer: the author wrote it in 1999.",
     "You are a tiny test assistant. system user assistant",
     "The quick brown fox jumps over the lazy dog. 0123456789",
+    "Answer: A Answer: B Answer: C Answer: D A. B. C. D.",
 ] * 20
 
 

@@ -1,15 +1,54 @@
-"""Evaluation: scoring primitives (label-position log-probs) and answer ranking. The TOFU/MUSE/MCQ/MIA suites build
-on these."""
+"""Evaluation: scoring primitives (label-position log-probs), TOFU / MUSE / MCQ / MIA suites, results and reports."""
 
-from .generation import generate_answers
+from .generation import generate_answers, generate_texts
+from .mcq import evaluate_mcq, format_mcq
+from .metrics import (
+    auc,
+    exact_memorization,
+    extraction_strength,
+    forget_quality,
+    harmonic_mean,
+    min_k_score,
+    privleak,
+    rouge_l,
+    truth_ratio,
+    truth_ratio_aggregate,
+)
+from .mia import evaluate_mia
+from .muse import builtin_muse_splits, evaluate_muse, protocol_forget_sets
 from .ranking import RankingResult, rank_answers
-from .scoring import SequenceScores, label_logprobs, score_sequences
+from .report import EvalResult, ReferenceMismatchError, check_reference
+from .scoring import SequenceScores, label_logprobs, next_token_logprobs, score_sequences
+from .tofu import builtin_tofu_splits, evaluate_tofu
 
 __all__ = [
+    "EvalResult",
     "RankingResult",
+    "ReferenceMismatchError",
     "SequenceScores",
+    "auc",
+    "builtin_muse_splits",
+    "builtin_tofu_splits",
+    "check_reference",
+    "evaluate_mcq",
+    "evaluate_mia",
+    "evaluate_muse",
+    "evaluate_tofu",
+    "exact_memorization",
+    "extraction_strength",
+    "forget_quality",
+    "format_mcq",
     "generate_answers",
+    "generate_texts",
+    "harmonic_mean",
     "label_logprobs",
+    "min_k_score",
+    "next_token_logprobs",
+    "privleak",
+    "protocol_forget_sets",
     "rank_answers",
+    "rouge_l",
     "score_sequences",
+    "truth_ratio",
+    "truth_ratio_aggregate",
 ]

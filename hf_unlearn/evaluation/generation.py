@@ -1,4 +1,4 @@
-"""Greedy generation for evaluation: chat-template prompts, left padding, answers cut at the end of the turn."""
+"""Greedy generation for evaluation: left padding with length-based masks, answers cut at the end of the turn."""
 
 from __future__ import annotations
 
@@ -10,34 +10,34 @@ import torch
 from ..data.collators import pad_sequences
 from ..data.tokenization import encode_prompt
 
-__all__ = ["generate_answers"]
+__all__ = ["generate_answers", "generate_from_ids", "generate_texts"]
+
+
+def _stop_ids(tokenizer: Any) -> list[int]:
+    ids = {tokenizer.eos_token_id}
+    vocab = tokenizer.get_vocab()
+    for token in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
+        if token in vocab:
+            ids.add(vocab[token])
+    return sorted(i for i in ids if i is not None)
 
 
 @torch.no_grad()
-def generate_answers(
+def generate_from_ids(
     model: torch.nn.Module,
     tokenizer: Any,
-    questions: Sequence[str],
+    prompts: Sequence[Sequence[int]],
     *,
-    max_new_tokens: int = 64,
+    max_new_tokens: int,
     batch_size: int = 16,
-    system_prompt: str | None = None,
     stop_strings: Sequence[str] = (),
 ) -> list[str]:
-    """Greedy answers to ``questions`` (one string each, in order), decoded without special tokens.
-
-    Prompts are left-padded with a length-based attention mask (pad may equal EOS). Generation stops at EOS or the
-    template's end-of-turn token; the text is also cut at the first of ``stop_strings`` and stripped.
-    """
+    """Greedy continuations of tokenised prompts (in order), decoded without special tokens, cut and stripped."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    prompts = [encode_prompt(tokenizer, q, system_prompt=system_prompt) for q in questions]
-    eos = {tokenizer.eos_token_id}
-    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
-    if end_of_turn is not None:
-        eos.add(end_of_turn)
-    answers: list[str] = [""] * len(prompts)
+    stop = _stop_ids(tokenizer)
+    out_texts: list[str] = [""] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     try:
         for start in range(0, len(order), batch_size):
@@ -48,14 +48,50 @@ def generate_answers(
                 attention_mask=mask.to(device),
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
-                eos_token_id=sorted(t for t in eos if t is not None),
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=stop,
                 pad_token_id=tokenizer.pad_token_id,
             )
             for row, i in enumerate(idx):
                 text = tokenizer.decode(out[row, ids.shape[1] :], skip_special_tokens=True)
-                for stop in stop_strings:
-                    text = text.split(stop, 1)[0]
-                answers[i] = text.strip()
+                for s in stop_strings:
+                    text = text.split(s, 1)[0]
+                out_texts[i] = text.strip()
     finally:
         model.train(was_training)
-    return answers
+    return out_texts
+
+
+def generate_answers(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    questions: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    batch_size: int = 16,
+    system_prompt: str | None = None,
+    stop_strings: Sequence[str] = (),
+) -> list[str]:
+    """Greedy answers to ``questions`` with the chat template (one string each, in order)."""
+    prompts = [encode_prompt(tokenizer, q, system_prompt=system_prompt) for q in questions]
+    return generate_from_ids(
+        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=stop_strings
+    )
+
+
+def generate_texts(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 128,
+    batch_size: int = 16,
+    stop_strings: Sequence[str] = (),
+) -> list[str]:
+    """Greedy continuations of raw-text prompts (no chat template; the tokenizer adds BOS as usual), as MUSE does."""
+    ids = [list(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in prompts]
+    return generate_from_ids(
+        model, tokenizer, ids, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=stop_strings
+    )

@@ -11,20 +11,22 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
-from ..data.collators import DataCollatorForUnlearning
+from ..data.collators import DataCollatorForUnlearning, pad_sequences
 from ..data.tokenization import IGNORE_INDEX
 
 __all__ = [
+    "LabelGather",
     "LabelLogprobOutput",
     "SequenceScores",
     "gather_label_logprobs",
     "install_label_logprob_forward",
     "label_logprobs",
+    "next_token_logprobs",
     "score_sequences",
     "supports_label_gather",
 ]
@@ -50,6 +52,16 @@ def supports_label_gather(model: torch.nn.Module) -> bool:
     return hasattr(base, "get_decoder") and base.get_output_embeddings() is not None
 
 
+class LabelGather(NamedTuple):
+    """Result of :func:`gather_label_logprobs` (``N`` = number of labelled positions, row-major)."""
+
+    logps: torch.Tensor  # (N,) float32 log p(label | prefix)
+    rows: torch.Tensor  # (N,) batch row of each position
+    select: torch.Tensor  # (B, T-1) bool, positions that predict a label
+    is_argmax: torch.Tensor | None = None  # (N,) bool, label is the most likely token (EM, ES)
+    minkpp_z: torch.Tensor | None = None  # (N,) float32, (log p - mu) / sigma over the vocabulary (Min-K%++)
+
+
 def gather_label_logprobs(
     hidden: torch.Tensor,
     head: torch.nn.Module,
@@ -57,26 +69,39 @@ def gather_label_logprobs(
     *,
     softcap: float | None = None,
     chunk_size: int = 4096,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    stats: bool = False,
+) -> LabelGather:
     """Label log-probs from final hidden states: gather the predicting positions first, then apply the LM head.
 
-    Returns ``(logps, rows, select)``: float32 log-probs of the ``N`` labelled tokens (row-major), the batch row of
-    each, and the ``(B, T-1)`` boolean mask of predicting positions. Only ``N x V`` logits exist at a time (in chunks),
-    never ``B x T x V``.
+    Only ``N x V`` logits exist at a time (in chunks), never ``B x T x V``. With ``stats=True`` the same float32
+    chunk also yields whether each label is the argmax and its Min-K%++ score ``z = (log p(y) - mu) / sigma`` with
+    ``mu = E_p[log p]`` and ``sigma^2 = Var_p[log p]`` (clamped at 1e-6), at no extra forward.
     """
     target = labels[:, 1:]
     select = target != IGNORE_INDEX
     h = hidden[:, :-1][select]
     tokens = target[select]
-    out = []
+    out, hits, zs = [], [], []
     for start in range(0, h.shape[0], chunk_size):
         logits = head(h[start : start + chunk_size]).float()
         if softcap:
             logits = torch.tanh(logits / softcap) * softcap
         logp = torch.log_softmax(logits, dim=-1)
-        out.append(logp.gather(-1, tokens[start : start + chunk_size, None]).squeeze(-1))
-    logps = torch.cat(out) if out else hidden.new_zeros(0, dtype=torch.float32)
-    return logps, select.nonzero()[:, 0], select
+        tok = tokens[start : start + chunk_size, None]
+        picked = logp.gather(-1, tok).squeeze(-1)
+        out.append(picked)
+        if stats:
+            p = logp.exp()
+            mu = (p * logp).sum(-1)
+            var = (p * logp.square()).sum(-1) - mu.square()
+            zs.append((picked - mu) / var.clamp(min=1e-6).sqrt())
+            hits.append(logits.argmax(-1) == tok.squeeze(-1))
+    empty = hidden.new_zeros(0, dtype=torch.float32)
+    logps = torch.cat(out) if out else empty
+    if not stats:
+        return LabelGather(logps, select.nonzero()[:, 0], select)
+    is_argmax = torch.cat(hits) if hits else empty.bool()
+    return LabelGather(logps, select.nonzero()[:, 0], select, is_argmax, torch.cat(zs) if zs else empty)
 
 
 def label_logprobs(
@@ -93,11 +118,15 @@ def label_logprobs(
     labelled position in row-major order, and ``rows`` (shape ``(N,)``) the batch row of each. Gradients flow when
     the caller has them enabled.
     """
+    g = _gather(model, input_ids, attention_mask, labels, chunk_size=chunk_size)
+    return g.logps, g.rows
+
+
+def _gather(model, input_ids, attention_mask, labels, *, chunk_size: int = 4096, stats: bool = False) -> LabelGather:
     decoder, head = _decoder_and_head(model)
     hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-    logps, rows, _ = gather_label_logprobs(hidden, head, labels, softcap=cap, chunk_size=chunk_size)
-    return logps, rows
+    return gather_label_logprobs(hidden, head, labels, softcap=cap, chunk_size=chunk_size, stats=stats)
 
 
 def install_label_logprob_forward(model: torch.nn.Module) -> bool:
@@ -123,7 +152,7 @@ def install_label_logprob_forward(model: torch.nn.Module) -> bool:
         kwargs["use_cache"] = False
         hidden = self.get_decoder()(*args, **kwargs).last_hidden_state
         head = self.get_output_embeddings()
-        logps, _, select = gather_label_logprobs(
+        logps, _, select, *_ = gather_label_logprobs(
             hidden.to(head.weight.device), head, labels.to(head.weight.device), softcap=softcap
         )
         # masked_scatter keeps the result connected to the graph even when a micro-batch has no label at all.
@@ -133,6 +162,40 @@ def install_label_logprob_forward(model: torch.nn.Module) -> bool:
     model.forward = types.MethodType(forward, model)
     model._hf_unlearn_label_forward = True
     return True
+
+
+@torch.no_grad()
+def next_token_logprobs(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    candidate_ids: Sequence[int],
+    *,
+    pad_token_id: int,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """Log-probabilities ``(len(prompts), len(candidate_ids))`` of single-token continuations of each prompt.
+
+    One forward per prompt yields every candidate (e.g. the option letters of an MCQ), instead of one sequence per
+    candidate; only the last position of each prompt goes through the LM head.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    decoder, head = _decoder_and_head(model)
+    cand = torch.tensor(list(candidate_ids), device=device)
+    out = torch.zeros(len(prompts), len(candidate_ids))
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    try:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            ids, mask = pad_sequences([prompts[i] for i in idx], pad_token_id)
+            hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            last = hidden[torch.arange(len(idx), device=device), mask.sum(1).to(device) - 1]
+            logp = torch.log_softmax(head(last).float(), dim=-1)
+            out[torch.tensor(idx)] = logp[:, cand].cpu()
+    finally:
+        model.train(was_training)
+    return out
 
 
 @dataclass
@@ -149,6 +212,10 @@ class SequenceScores:
 
     sum_logprob: torch.Tensor  # (N,) float32: log p(y|x), summed over label tokens
     num_tokens: torch.Tensor  # (N,) long: label tokens per sequence
+    # With token_stats=True: per sequence, over its label tokens in order (float32 / bool tensors).
+    token_logps: list[torch.Tensor] | None = None
+    is_argmax: list[torch.Tensor] | None = None
+    minkpp_z: list[torch.Tensor] | None = None
 
     @property
     def avg_nll(self) -> torch.Tensor:
@@ -170,6 +237,7 @@ def score_sequences(
     batch_size: int = 32,
     max_tokens_per_batch: int | None = 16384,
     progress: bool | str = False,
+    token_stats: bool = False,
 ) -> SequenceScores:
     """Score tokenised examples (``input_ids`` + ``labels``) with ``model`` in eval mode.
 
@@ -179,8 +247,9 @@ def score_sequences(
     n = len(examples)
     sums = torch.zeros(n, dtype=torch.float32)
     counts = torch.zeros(n, dtype=torch.long)
+    per_token: dict[str, list] = {"token_logps": [None] * n, "is_argmax": [None] * n, "minkpp_z": [None] * n}
     if n == 0:
-        return SequenceScores(sums, counts)
+        return SequenceScores(sums, counts, *(([] if token_stats else None),) * 3)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -197,15 +266,25 @@ def score_sequences(
             idx = order[start : start + limit]
             start += len(idx)
             batch = collate([{"input_ids": examples[i]["input_ids"], "labels": examples[i]["labels"]} for i in idx])
-            logps, rows = label_logprobs(
+            g = _gather(
                 model,
                 batch["input_ids"].to(device),
                 batch["attention_mask"].to(device),
                 batch["labels"].to(device),
+                stats=token_stats,
             )
-            rows = rows.cpu()
-            per_row = torch.zeros(len(idx), dtype=torch.float32).index_add_(0, rows, logps.cpu())
+            rows, logps = g.rows.cpu(), g.logps.cpu()
+            per_row = torch.zeros(len(idx), dtype=torch.float32).index_add_(0, rows, logps)
             per_count = torch.bincount(rows, minlength=len(idx))
+            if token_stats:
+                splits = per_count.tolist()
+                for name, values in (
+                    ("token_logps", logps),
+                    ("is_argmax", g.is_argmax.cpu()),
+                    ("minkpp_z", g.minkpp_z.cpu()),
+                ):
+                    for i, part in zip(idx, values.split(splits), strict=True):
+                        per_token[name][i] = part
             target = torch.tensor(idx)
             sums[target] = per_row
             counts[target] = per_count
@@ -216,4 +295,6 @@ def score_sequences(
     if (counts == 0).any():
         bad = (counts == 0).nonzero().flatten().tolist()[:10]
         raise ValueError(f"Examples {bad} have no label tokens; tokenize_rows drops such rows - use its output.")
-    return SequenceScores(sums, counts)
+    if not token_stats:
+        return SequenceScores(sums, counts)
+    return SequenceScores(sums, counts, per_token["token_logps"], per_token["is_argmax"], per_token["minkpp_z"])

@@ -36,6 +36,7 @@ from accelerate.utils import is_peft_model
 from transformers import ProcessorMixin
 from trl.trainer.utils import use_adapter
 
+from ..callbacks.evaluation import EvalCallback
 from ..data.collators import DataCollatorForUnlearning
 from ..data.pairing import ForgetRetainDataset
 from ..data.tokenization import IGNORE_INDEX, tokenize_rows
@@ -317,6 +318,9 @@ class UnlearnTrainerMixin:
         )
         self.data_collator = DataCollatorForUnlearning(pad_token_id=self._tokenizer.pad_token_id)
         self.model.add_model_tags(["hf_unlearn", "unlearning"])
+        for cb in self.callback_handler.callbacks:  # EvalCallback logs through this trainer
+            if isinstance(cb, EvalCallback) and cb.trainer is None:
+                cb.trainer = self
 
     def _compact_path(self, reference: bool = False) -> bool:
         """Install (once) the label path on the policy or the reference model; ``False`` = TRL's fused head.

@@ -1,0 +1,5 @@
+"""TrainerCallbacks: periodic evaluation (representation-level objectives join here later)."""
+
+from .evaluation import EvalCallback
+
+__all__ = ["EvalCallback"]

@@ -1,0 +1,251 @@
+"""TOFU-style evaluation: Prob, ROUGE-L, Truth Ratio, Forget Quality, Model Utility, ES/EM, MIA and PrivLeak.
+
+Cost: every (question, answer variant) sequence of every split - answers, paraphrased answers, all perturbed answers,
+holdout answers - is scored in ONE length-sorted pass that also yields the per-token statistics for MIA, exact
+memorisation and extraction strength; identical sequences are scored once. Generation (for ROUGE) is one batched
+greedy pass over the unique questions. No metric runs a pass of its own.
+
+Splits follow TOFU (``forget``, ``retain``, ``real_authors``, ``world_facts``, ``holdout``). Any of the last four may be
+absent; Model Utility is then the harmonic mean of the components that exist, and ``details["model_utility"]`` lists
+them. On the built-in benchmark, :func:`builtin_tofu_splits` maps ``general_knowledge`` to ``world_facts`` (there is no
+real-authors split).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ..data.tokenization import encode_qa
+from . import metrics as M
+from .generation import generate_answers
+from .report import DEFINITIONS, EvalResult, check_reference, items_fingerprint, prompt_fingerprint
+from .scoring import score_sequences
+
+__all__ = ["TOFU_SPLITS", "builtin_tofu_splits", "evaluate_tofu"]
+
+TOFU_SPLITS = ("forget", "retain", "real_authors", "world_facts", "holdout")
+_OPTION_SPLITS = ("real_authors", "world_facts")  # Prob normalised over options; TR uses the answer itself
+
+
+def builtin_tofu_splits(bench: Any, *, retain_size: int | None = 200) -> dict[str, list[dict]]:
+    """TOFU splits from the built-in benchmark (``retain_size`` retain items, taken evenly, like TOFU's 400 of 3600)."""
+    retain = bench["retain"]
+    if retain_size is not None and retain_size < len(retain):
+        step = len(retain) / retain_size
+        retain = [retain[int(i * step)] for i in range(retain_size)]
+    return {
+        "forget": bench["forget"],
+        "retain": retain,
+        "world_facts": bench["general_knowledge"],
+        "holdout": bench["holdout"],
+    }
+
+
+def _variants(split: str, row: Mapping[str, Any]) -> dict[str, str]:
+    """The targets scored for one item: answer, paraphrased answer (forget/retain), perturbed answers."""
+    out = {"answer": row["answer"]}
+    if split == "holdout":
+        return out
+    if split in ("forget", "retain") and row.get("paraphrased_answer"):
+        out["para"] = row["paraphrased_answer"]
+    for j, p in enumerate(row.get("perturbed_answer") or []):
+        out[f"pert{j}"] = p
+    return out
+
+
+def evaluate_tofu(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    *,
+    forget: Sequence[Mapping[str, Any]],
+    retain: Sequence[Mapping[str, Any]] | None = None,
+    real_authors: Sequence[Mapping[str, Any]] | None = None,
+    world_facts: Sequence[Mapping[str, Any]] | None = None,
+    holdout: Sequence[Mapping[str, Any]] | None = None,
+    reference: EvalResult | str | None = None,
+    system_prompt: str | None = None,
+    max_length: int = 512,
+    batch_size: int = 32,
+    max_new_tokens: int = 200,
+    generate: bool = True,
+    mia_k: float = 0.4,
+    strict_reference: bool = True,
+    progress: bool = False,
+) -> EvalResult:
+    """Evaluate ``model`` on TOFU-schema QA splits; see the module docstring.
+
+    Args:
+        forget, retain, real_authors, world_facts, holdout: QA rows (TOFU field names). ``forget``/``retain`` use
+            ``paraphrased_answer`` and ``perturbed_answer`` for the Truth Ratio; RA/WF use ``answer`` and
+            ``perturbed_answer`` as options; ``holdout`` (never trained on) provides MIA non-members.
+        reference: the retain model's saved result (or its path) for Forget Quality and PrivLeak; refused when it was
+            computed differently (see :func:`~hf_unlearn.evaluation.report.check_reference`).
+        generate: run greedy generation for ROUGE (the slow part on CPU); ``False`` skips the ROUGE metrics.
+        mia_k: the k of Min-K% / Min-K%++ (0.4 as in TOFU/MUSE).
+    """
+    splits = {"forget": forget, "retain": retain, "real_authors": real_authors, "world_facts": world_facts}
+    splits["holdout"] = holdout
+    splits = {k: list(v) for k, v in splits.items() if v}
+    if isinstance(reference, str | bytes) or hasattr(reference, "__fspath__"):
+        reference = EvalResult.load(reference)
+
+    # 1. Encode every needed sequence once; drop items with a target that has no token left.
+    keys: dict[tuple[Any, str], int] = {}
+    encoded: list[dict] = []
+    plan: dict[str, dict[int, dict[str, int]]] = {s: {} for s in splits}
+    dropped: dict[str, list[int]] = {s: [] for s in splits}
+    for split, rows in splits.items():
+        for i, row in enumerate(rows):
+            ids = {}
+            for name, target in _variants(split, row).items():
+                key = (row["question"], target)
+                if key not in keys:
+                    ex = encode_qa(
+                        tokenizer, row["question"], target, system_prompt=system_prompt, max_length=max_length
+                    )
+                    keys[key] = -1 if ex.num_labels == 0 else len(encoded)
+                    if ex.num_labels:
+                        encoded.append(ex.to_dict())
+                ids[name] = keys[key]
+            if any(v < 0 for v in ids.values()):
+                dropped[split].append(i)
+            else:
+                plan[split][i] = ids
+
+    # 2. One scoring pass with per-token statistics.
+    scores = score_sequences(
+        model,
+        encoded,
+        pad_token_id=tokenizer.pad_token_id,
+        batch_size=batch_size,
+        token_stats=True,
+        progress="scoring" if progress else False,
+    )
+    avg_nll = scores.avg_nll.tolist()
+    special = set(getattr(tokenizer, "all_special_ids", []) or []) | {tokenizer.eos_token_id}
+
+    def content(seq: int, what: list) -> torch.Tensor:
+        """Per-token values without the end-of-turn token (MIA, ES and EM exclude it)."""
+        values = what[seq]
+        last_label = [t for t in encoded[seq]["labels"] if t != -100][-1]
+        return values[:-1] if last_label in special and len(values) > 1 else values
+
+    # 3. One generation pass over unique questions.
+    generations: dict[str, str] = {}
+    if generate:
+        questions = list(
+            dict.fromkeys(r["question"] for s in ("forget", "retain", *_OPTION_SPLITS) for r in splits.get(s, []))
+        )
+        answers = generate_answers(
+            model,
+            tokenizer,
+            questions,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            system_prompt=system_prompt,
+        )
+        generations = dict(zip(questions, answers, strict=True))
+
+    result = EvalResult("tofu")
+    m, per = result.metrics, result.per_item
+    utility: dict[str, float] = {}
+    truth_ratios: dict[str, dict[int, float]] = {}
+    for split in ("forget", "retain", *_OPTION_SPLITS):
+        if split not in splits:
+            continue
+        rows, items = splits[split], plan[split]
+        prob, ratio, rouge = {}, {}, {}
+        for i, ids in items.items():
+            p_ans = math.exp(-avg_nll[ids["answer"]])
+            perts = [avg_nll[v] for k, v in ids.items() if k.startswith("pert")]
+            if split in _OPTION_SPLITS:
+                prob[i] = p_ans / (p_ans + sum(math.exp(-x) for x in perts))
+            else:
+                prob[i] = p_ans
+            if perts:
+                true_nll = avg_nll[ids["para"]] if "para" in ids else avg_nll[ids["answer"]]
+                ratio[i] = M.truth_ratio(true_nll, perts)
+            if generations:
+                rouge[i] = M.rouge_l(generations[rows[i]["question"]], rows[i]["answer"])["recall"]
+        per[f"{split}_prob"] = prob
+        m[f"{split}_prob"] = _mean(prob)
+        if ratio:
+            truth_ratios[split] = ratio
+            per[f"{split}_truth_ratio"] = ratio
+            agg = "closer_to_1" if split == "forget" else "true_better"
+            m[f"{split}_truth_ratio"] = M.truth_ratio_aggregate(list(ratio.values()), agg)
+        if generations:
+            per[f"{split}_rouge"] = rouge
+            per[f"{split}_generation"] = {i: generations[rows[i]["question"]] for i in items}
+            m[f"{split}_rouge"] = _mean(rouge)
+        if split != "forget":
+            for name in ("prob", "rouge", "truth_ratio"):
+                if m.get(f"{split}_{name}") is not None:
+                    utility[f"{split}_{name}"] = m[f"{split}_{name}"]
+    m["model_utility"] = M.harmonic_mean(list(utility.values())) if utility else None
+    result.details["model_utility"] = {"components": utility}
+
+    # Memorisation of the forget answers (teacher-forced argmax, end-of-turn token excluded).
+    es = {i: M.extraction_strength(content(ids["answer"], scores.is_argmax)) for i, ids in plan["forget"].items()}
+    em = {i: M.exact_memorization(content(ids["answer"], scores.is_argmax)) for i, ids in plan["forget"].items()}
+    per["extraction_strength"], per["exact_memorization"] = es, em
+    m["extraction_strength"], m["exact_memorization"] = _mean(es), _mean(em)
+
+    # Membership inference: forget (members) vs holdout (non-members).
+    if "holdout" in splits:
+        mia: dict[str, dict[str, dict[int, float]]] = {}
+        for split in ("forget", "holdout"):
+            rows = splits[split]
+            mia[split] = {"loss": {}, "zlib": {}, "min_k": {}, "min_k_plus_plus": {}}
+            for i, ids in plan[split].items():
+                seq = ids["answer"]
+                mia[split]["loss"][i] = avg_nll[seq]
+                mia[split]["zlib"][i] = M.zlib_score(avg_nll[seq], rows[i]["answer"])
+                mia[split]["min_k"][i] = M.min_k_score(content(seq, scores.token_logps), mia_k)
+                mia[split]["min_k_plus_plus"][i] = M.min_k_score(content(seq, scores.minkpp_z), mia_k)
+        for attack in ("loss", "zlib", "min_k", "min_k_plus_plus"):
+            m[f"mia_{attack}_auc"] = M.auc(list(mia["forget"][attack].values()), list(mia["holdout"][attack].values()))
+            per[f"mia_{attack}_forget"], per[f"mia_{attack}_holdout"] = mia["forget"][attack], mia["holdout"][attack]
+
+    result.meta = {
+        "definitions": DEFINITIONS,
+        "prompt": prompt_fingerprint(tokenizer, system_prompt),
+        "dtype": str(next(model.parameters()).dtype),
+        "items": {s: items_fingerprint(rows) for s, rows in splits.items()},
+        "n_items": {s: len(plan[s]) for s in splits},
+        "dropped_items": {s: d for s, d in dropped.items() if d},
+        "sequences_scored": len(encoded),
+        "generation": {"greedy": True, "max_new_tokens": max_new_tokens} if generate else None,
+        "mia_k": mia_k,
+    }
+    if any(dropped.values()):
+        result.details["dropped"] = {s: len(d) for s, d in dropped.items() if d}
+
+    # Reference-based metrics: Forget Quality and PrivLeak.
+    m["forget_quality"], m["privleak"] = None, None
+    if reference is not None:
+        need = ["forget"] + (["holdout"] if "holdout" in splits else [])
+        check_reference(result.meta, reference, splits=need, strict=strict_reference)
+        ref_ratios = reference.per_item.get("forget_truth_ratio")
+        if ref_ratios and "forget" in truth_ratios:
+            fq = M.forget_quality(list(truth_ratios["forget"].values()), list(ref_ratios.values()))
+            m["forget_quality"] = fq["p_value"]
+            result.details["forget_quality"] = fq
+        ref_auc = reference.metrics.get("mia_min_k_auc")
+        if ref_auc is not None and m.get("mia_min_k_auc") is not None:
+            m["privleak"] = M.privleak(m["mia_min_k_auc"], ref_auc)
+            result.details["privleak"] = {
+                "attack": "min_k",
+                "k": mia_k,
+                "auc": m["mia_min_k_auc"],
+                "reference_auc": ref_auc,
+            }
+    return result
+
+
+def _mean(values: Mapping[int, float]) -> float | None:
+    return sum(values.values()) / len(values) if values else None
