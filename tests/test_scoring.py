@@ -88,3 +88,44 @@ def test_batched_left_padded_generation_equals_one_by_one(chat_tokenizer, tiny_m
     batched = generate_answers(tiny_model, chat_tokenizer, questions, max_new_tokens=6, batch_size=3)
     single = [generate_answers(tiny_model, chat_tokenizer, [q], max_new_tokens=6)[0] for q in questions]
     assert batched == single and len(batched) == 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_shared_prompt_scoring_equals_unshared(chat_tokenizer, dtype):
+    from hf_unlearn.data import encode_qa
+
+    model = make_tiny_llama(chat_tokenizer, dtype=dtype)
+    examples = []
+    for row in ROWS:  # every variant of a question shares its prompt; prompts differ in length across questions
+        for ans in (row["answer"], *row["perturbed_answer"]):
+            examples.append(encode_qa(chat_tokenizer, row["question"], ans).to_dict())
+    examples.append({"input_ids": [5, 6, 7, 8], "labels": [-100, 6, 7, 8]})  # no prompt: scored alone
+    pad = chat_tokenizer.pad_token_id
+    shared = score_sequences(model, examples, pad_token_id=pad, batch_size=4, token_stats=True)
+    plain = score_sequences(model, examples, pad_token_id=pad, batch_size=4, token_stats=True, share_prompts=False)
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(shared.sum_logprob, plain.sum_logprob, rtol=tol, atol=tol)
+    assert torch.equal(shared.num_tokens, plain.num_tokens)
+    for a, b in zip(shared.token_logps, plain.token_logps, strict=True):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    # z = (log p - mu) / sigma: a near-uniform random model has a tiny sigma, which magnifies float rounding.
+    for a, b in zip(shared.minkpp_z, plain.minkpp_z, strict=True):
+        torch.testing.assert_close(a, b, rtol=5e-3, atol=5e-3 if dtype == torch.float32 else 0.5)
+
+
+def test_shared_prompt_scoring_under_peft(chat_tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    from hf_unlearn.data import encode_qa
+
+    model = get_peft_model(
+        make_tiny_llama(chat_tokenizer), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    examples = [
+        encode_qa(chat_tokenizer, ROWS[0]["question"], a).to_dict()
+        for a in (ROWS[0]["answer"], *ROWS[0]["perturbed_answer"])
+    ]
+    pad = chat_tokenizer.pad_token_id
+    shared = score_sequences(model, examples, pad_token_id=pad)
+    plain = score_sequences(model, examples, pad_token_id=pad, share_prompts=False)
+    torch.testing.assert_close(shared.sum_logprob, plain.sum_logprob, rtol=1e-5, atol=1e-5)
