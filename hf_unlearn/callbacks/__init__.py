@@ -1,5 +1,15 @@
-"""TrainerCallbacks: periodic evaluation (representation-level objectives join here later)."""
+"""TrainerCallbacks: representation-level objectives installed as hooks (RMU, Adaptive RMU) and periodic evaluation."""
 
+from .base import RepresentationCallback, StopForward, decoder_layers, stop_after
 from .evaluation import EvalCallback
+from .rmu import AdaptiveRMUCallback, RMUCallback
 
-__all__ = ["EvalCallback"]
+__all__ = [
+    "AdaptiveRMUCallback",
+    "EvalCallback",
+    "RMUCallback",
+    "RepresentationCallback",
+    "StopForward",
+    "decoder_layers",
+    "stop_after",
+]

@@ -29,13 +29,15 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from accelerate.utils import is_peft_model
 from transformers import ProcessorMixin
 from trl.trainer.utils import use_adapter
 
+from .._terms import LossTerm
+from ..callbacks.base import RepresentationCallback, stop_after
 from ..callbacks.evaluation import EvalCallback
 from ..data.collators import DataCollatorForUnlearning
 from ..data.pairing import ForgetRetainDataset
@@ -178,15 +180,6 @@ class WindowCounts(dict):
         return self[f"{group}/{what}"].clamp(min=1)
 
 
-class LossTerm(NamedTuple):
-    """A weighted loss term as a sum over rows or tokens of ``group``, normalised by the count ``what`` of that group
-    (``rows``, ``tokens``, ``positions`` or ``padded``) - per micro-batch for logging, per window for the gradient."""
-
-    total: torch.Tensor
-    group: str
-    what: str
-
-
 @dataclass
 class SequenceLogps:
     """Per-row summed label log-probs, label-token counts and (when requested) logits of one group."""
@@ -263,16 +256,26 @@ class UnlearnTrainerMixin:
         forget_rows = _as_rows(forget_dataset)
         if not forget_rows:
             raise ValueError("forget_dataset is empty: there is nothing to unlearn.")
-        uses_retain = self._uses_retain_data and args.uses_retain
+        representation = [cb for cb in callbacks or [] if isinstance(cb, RepresentationCallback)]
+        output_retain = self._uses_retain_data and args.uses_retain
+        uses_retain = output_retain or any(cb.needs_retain for cb in representation)
         if uses_retain and retain_dataset is None:
             raise ValueError(
                 f"{type(self).__name__} with retain_loss_type={args.retain_loss_type!r} needs retain_dataset "
                 "(or set retain_loss_type='none' / retain_coeff=0)."
+                if output_retain
+                else f"{type(representation[0]).__name__} needs retain_dataset (its retain term keeps activations)."
             )
         if not uses_retain and retain_dataset is not None:
             raise ValueError(
                 f"{type(self).__name__} with this config has no retain term, so retain_dataset would be ignored; "
                 "drop it, or use a method with a retain term (e.g. GradDiffTrainer)."
+            )
+        self._output_off = args.forget_coeff == 0 and not output_retain
+        if self._output_off and not representation:
+            raise ValueError(
+                "forget_coeff=0 without a retain loss leaves nothing to optimise; add a representation callback "
+                "(e.g. RMUCallback) or set forget_coeff > 0."
             )
         peft_model = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
         kl_retain = uses_retain and args.retain_loss_type == "kl"
@@ -299,7 +302,10 @@ class UnlearnTrainerMixin:
                 )
         self._forget_rows = forget_rows
         self._retain_rows = _as_rows(retain_dataset) if uses_retain else None
+        self._output_retain = output_retain
         self._kl_retain = kl_retain
+        self._representation = representation
+        self._layout: list[tuple[str, int]] = []
         from datasets import Dataset
 
         # TRL checks the training set's type and first row before handing it to _prepare_dataset, which builds the
@@ -319,6 +325,8 @@ class UnlearnTrainerMixin:
         self.data_collator = DataCollatorForUnlearning(pad_token_id=self._tokenizer.pad_token_id)
         self.model.add_model_tags(["hf_unlearn", "unlearning"])
         for cb in self.callback_handler.callbacks:  # EvalCallback logs through this trainer
+            if isinstance(cb, RepresentationCallback) and cb not in self._representation:
+                self._representation.append(cb)
             if isinstance(cb, EvalCallback) and cb.trainer is None:
                 cb.trainer = self
 
@@ -477,11 +485,7 @@ class UnlearnTrainerMixin:
         needed (the KL retain term); then one ordinary forward serves all groups and label log-probs are gathered from
         the logits at label positions only.
         """
-        length = max(inputs[f"{g}_input_ids"].shape[1] for g in groups)
-        pad = self._tokenizer.pad_token_id
-        ids = torch.cat([_pad_to(inputs[f"{g}_input_ids"], length, pad) for g in groups])
-        mask = torch.cat([_pad_to(inputs[f"{g}_attention_mask"], length, 0) for g in groups])
-        labels = torch.cat([_pad_to(inputs[f"{g}_labels"], length, IGNORE_INDEX) for g in groups])
+        ids, mask, labels = self._concat_groups(inputs, groups)
         target = labels[:, 1:]
         select = target != IGNORE_INDEX
         logits = None
@@ -514,16 +518,34 @@ class UnlearnTrainerMixin:
         self, model: Any, inputs: Mapping[str, torch.Tensor], groups: Sequence[str] = ("forget",)
     ) -> dict[str, SequenceLogps]:
         """One forward over ``groups`` plus the retain rows when the objective has a retain term."""
-        if self._retain_rows is not None:
+        if "retain_input_ids" in inputs:
             groups = [*groups, "retain"]
         return self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
 
     def add_retain(self, model: Any, inputs, outs: Mapping[str, SequenceLogps], terms: dict, metrics: dict):
         """Add the retain term and its metric when the forward included retain rows; return ``(terms, metrics)``."""
-        if "retain" in outs:
+        if "retain" in outs and self._output_retain:
             terms["retain"] = self.retain_term(model, inputs, outs["retain"])
             metrics["logps/retain"] = outs["retain"].logps.detach().mean()
         return terms, metrics
+
+    def _concat_groups(self, inputs: Mapping[str, torch.Tensor], groups: Sequence[str]):
+        """Rows of several groups as one right-padded batch; remembers the row layout for representation hooks."""
+        length = max(inputs[f"{g}_input_ids"].shape[1] for g in groups)
+        pad = self._tokenizer.pad_token_id
+        ids = torch.cat([_pad_to(inputs[f"{g}_input_ids"], length, pad) for g in groups])
+        mask = torch.cat([_pad_to(inputs[f"{g}_attention_mask"], length, 0) for g in groups])
+        labels = torch.cat([_pad_to(inputs[f"{g}_labels"], length, IGNORE_INDEX) for g in groups])
+        self._layout = [(g, inputs[f"{g}_input_ids"].shape[0]) for g in groups]
+        return ids, mask, labels
+
+    def representation_forward(self, model: Any, inputs: Mapping[str, torch.Tensor]) -> None:
+        """Forward for representation objectives alone: forget and retain rows, stopped after the deepest hooked
+        layer (no later layer, LM head or logits)."""
+        groups = ["forget", "retain"] if "retain_input_ids" in inputs else ["forget"]
+        ids, mask, _ = self._concat_groups(inputs, groups)
+        with stop_after(model, max(cb.layer for cb in self._representation)):
+            model(input_ids=ids, attention_mask=mask, use_cache=False)
 
     def retain_term(self, model: Any, inputs: Mapping[str, torch.Tensor], out: SequenceLogps) -> LossTerm:
         """The weighted retain regulariser as a :data:`LossTerm`."""
@@ -548,7 +570,18 @@ class UnlearnTrainerMixin:
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         local = self._count_window([inputs], inputs[next(iter(inputs))].device, across_ranks=False)
         window = num_items_in_batch if isinstance(num_items_in_batch, WindowCounts) else local
-        terms, metrics = self.loss_terms(model, inputs)
+        with contextlib.ExitStack() as stack:
+            for cb in self._representation:
+                stack.enter_context(cb.capturing(model))
+            if self._output_off:
+                terms, metrics = {}, {}
+                self.representation_forward(model, inputs)
+            else:
+                terms, metrics = self.loss_terms(model, inputs)
+        for cb in self._representation:
+            cb_terms, cb_metrics = cb.loss_terms(self, model, inputs, self._layout)
+            terms.update(cb_terms)
+            metrics.update(cb_metrics)
         per_batch = {name: t.total / local.get_count(t.group, t.what) for name, t in terms.items()}
         values = torch.stack([v.detach().float() for v in per_batch.values()])
         if not torch.isfinite(values).all():
