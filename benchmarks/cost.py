@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/cost.py            # full fine-tuning, every method -> results/cost.json
     .venv/bin/python benchmarks/cost.py --lora     # LoRA r=16 on all linear layers -> results/cost_lora.json
 
+RMU and Adaptive RMU run alone (output-level loss off, layer 7, down_proj of layers 5-7 trained).
 Each method runs in a fresh process on the bundled SmolLM2-135M-Instruct (fp32; bf16 on a GPU), with 8 forget rows
 and 8 paired retain rows per optimizer step (the built-in benchmark's answers). The supervised baseline is
 ``transformers.Trainer`` with the model's own loss on exactly those 16 rows per step. Reported: median seconds per
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("sft", "grad_ascent", "grad_diff", "npo", "simnpo", "idk_sft", "idk_dpo")
+METHODS = ("sft", "grad_ascent", "grad_diff", "npo", "simnpo", "idk_sft", "idk_dpo", "rmu", "adaptive_rmu")
 WARMUP, MEASURED, BATCH = 2, 4, 8
 
 
@@ -90,6 +91,19 @@ def child(method: str, lora: bool) -> dict:
             train_dataset=rows,
             data_collator=DataCollatorForUnlearning(pad_token_id=tok.pad_token_id),
             callbacks=[Timer()],
+        )
+    elif method in ("rmu", "adaptive_rmu"):
+        # Representation-only: the output-level loss is off, so the forward stops after layer 7.
+        from hf_unlearn.callbacks import AdaptiveRMUCallback, RMUCallback
+
+        cb = RMUCallback(layer=7) if method == "rmu" else AdaptiveRMUCallback(layer=7)
+        trainer = hu.GradDiffTrainer(
+            model,
+            args=hu.GradDiffConfig(**common, forget_coeff=0.0, retain_loss_type="none"),
+            forget_dataset=forget,
+            retain_dataset=retain,
+            processing_class=tok,
+            callbacks=[cb, Timer()],
         )
     else:
         name = {
