@@ -97,6 +97,19 @@ class DataCollatorForUnlearning:
             if k in handled:
                 continue
             group = max((p for p in prefixes if k.startswith(p)), key=len, default=None)
+            first = features[0][k]
+            if (
+                group is not None
+                and isinstance(first, list)
+                and (nested[group] or not first or not isinstance(first[0], list))
+            ):
+                seqs = _flatten([f[k] for f in features], nested[group])
+                if seqs and all(isinstance(x, list) for x in seqs):  # per-token field: pad like the ids, with 0
+                    batch[k], _ = pad_sequences(
+                        seqs, 0, padding_side=self.padding_side, pad_to_multiple_of=self.pad_to_multiple_of
+                    )
+                    continue
+            group = max((p for p in prefixes if k.startswith(p)), key=len, default=None)
             values = _flatten([f[k] for f in features], group is not None and nested[group])
             if all(isinstance(v, bool | int | float) for v in values):
                 batch[k] = torch.tensor(values)

@@ -54,13 +54,17 @@ class TokenizedExample:
     input_ids: list[int]
     labels: list[int]
     prompt_length: int
+    span_mask: list[int] | None = None  # 1 on tokens overlapping the requested answer spans (e.g. the fact)
 
     @property
     def num_labels(self) -> int:
         return sum(1 for t in self.labels if t != IGNORE_INDEX)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"input_ids": self.input_ids, "labels": self.labels, "prompt_length": self.prompt_length}
+        out = {"input_ids": self.input_ids, "labels": self.labels, "prompt_length": self.prompt_length}
+        if self.span_mask is not None:
+            out["span_mask"] = self.span_mask
+        return out
 
 
 def _has_chat_template(tokenizer: Any) -> bool:
@@ -140,8 +144,12 @@ def encode_qa(
     system_prompt: str | None = None,
     max_length: int | None = None,
     fallback: FallbackFormat = FallbackFormat(),
+    answer_spans: Sequence[Sequence[int]] | None = None,
 ) -> TokenizedExample:
     """Encode one prompt/answer pair; ``question`` may be a string or the prompt's list of messages.
+
+    ``answer_spans`` (``[start, end)`` character offsets in ``answer``, e.g. a QA row's ``fact_span``) adds
+    ``span_mask``: 1 on every input token that overlaps a span (needs a fast tokenizer's offsets), else 0.
 
     Labels cover the answer tokens and the end-of-turn token that follows them. The result may have zero answer
     labels (truncated away, empty answer, or a prompt/answer tokenisation mismatch): callers decide what to do,
@@ -154,6 +162,7 @@ def encode_qa(
 
     prompt_ids = _encode(tokenizer, prompt_text)
     full_ids = _encode(tokenizer, full_text)
+    offset = -1
     if full_text.startswith(prompt_text):
         # The answer text sits right after the prompt; some templates strip it, so locate it.
         offset = full_text.find(answer.strip(), len(prompt_text)) if answer.strip() else -1
@@ -184,7 +193,19 @@ def encode_qa(
             labels = [IGNORE_INDEX] * len(labels)
     if not answer_ids:
         labels = [IGNORE_INDEX] * len(labels)
-    return TokenizedExample(input_ids=input_ids, labels=labels, prompt_length=min(n_prompt, len(input_ids)))
+    span_mask = None
+    if answer_spans is not None:
+        span_mask = [0] * len(input_ids)
+        if offset >= 0:
+            lead = len(answer) - len(answer.lstrip())  # the template may strip leading whitespace of the answer
+            chars = [(offset + a - lead, offset + b - lead) for a, b in answer_spans]
+            offsets = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            for t, (a, b) in enumerate(offsets[: len(input_ids)]):
+                if any(a < ce and b > cs for cs, ce in chars) and full_ids[t] == input_ids[t]:
+                    span_mask[t] = 1
+    return TokenizedExample(
+        input_ids=input_ids, labels=labels, prompt_length=min(n_prompt, len(input_ids)), span_mask=span_mask
+    )
 
 
 def encode_completion(
@@ -268,12 +289,14 @@ def tokenize_rows(
     question_key: str = "question",
     fallback: FallbackFormat = FallbackFormat(),
     keep_columns: Sequence[str] = (),
+    span_key: str | None = None,
 ) -> list[dict[str, Any]]:
     """Tokenise rows of any supported schema into ``input_ids``/``labels``/``prompt_length``/``index``.
 
     ``index`` is the row's position in ``rows``, so per-item results stay keyed by dataset index after drops.
     ``answer_key``/``question_key`` pick another QA field to score (e.g. ``paraphrased_answer``).
-    ``keep_columns`` copies source columns through (e.g. ``author``).
+    ``keep_columns`` copies source columns through (e.g. ``author``). ``span_key`` (e.g. ``"fact_span"``) adds a
+    token-level ``span_mask`` for QA rows that have that field (all zeros for rows without it).
     Rows without any answer token after truncation are dropped and counted in a single ``UserWarning``.
     """
     out: list[dict[str, Any]] = []
@@ -281,16 +304,29 @@ def tokenize_rows(
     schema: Schema | None = None
     for i, row in enumerate(rows):
         schema = schema or detect_schema(row)
-        ex = _encode_row(
-            tokenizer,
-            row,
-            schema,
-            answer_key=answer_key,
-            question_key=question_key,
-            system_prompt=system_prompt,
-            max_length=max_length,
-            fallback=fallback,
-        )
+        if span_key and schema == Schema.QA and row.get(span_key) is not None:
+            ex = encode_qa(
+                tokenizer,
+                row[question_key],
+                row[answer_key],
+                system_prompt=system_prompt,
+                max_length=max_length,
+                fallback=fallback,
+                answer_spans=[row[span_key]],
+            )
+        else:
+            ex = _encode_row(
+                tokenizer,
+                row,
+                schema,
+                answer_key=answer_key,
+                question_key=question_key,
+                system_prompt=system_prompt,
+                max_length=max_length,
+                fallback=fallback,
+            )
+            if span_key:
+                ex.span_mask = [0] * len(ex.input_ids)
         if ex.num_labels == 0:
             dropped.append(i)
             continue

@@ -329,6 +329,9 @@ class UnlearnTrainerMixin:
                 self._representation.append(cb)
             if isinstance(cb, EvalCallback) and cb.trainer is None:
                 cb.trainer = self
+        for cb in self._representation:  # per-row annotations (e.g. fact tokens) once the model exists
+            if hasattr(cb, "annotate_forget"):
+                cb.annotate_forget(self, self._forget_rows, self.train_dataset.forget, self._tokenizer, self.args)
 
     def _compact_path(self, reference: bool = False) -> bool:
         """Install (once) the label path on the policy or the reference model; ``False`` = TRL's fused head.
