@@ -11,6 +11,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
+from transformers import TrainerCallback
 
 CHATML = (
     "{% for message in messages %}"
@@ -105,3 +106,19 @@ def bundled():
     model, tokenizer = load_model("bundled")
     model.eval()
     return model, tokenizer
+
+
+def first_batch(trainer):
+    """The first training batch of a trainer, on its device."""
+    return {k: v.to(trainer.args.device) for k, v in next(iter(trainer.get_train_dataloader())).items()}
+
+
+class StopAtStep(TrainerCallback):
+    """Ends training after ``step`` optimizer steps (simulates an interruption; the schedule stays that of the run)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True

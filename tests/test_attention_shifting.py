@@ -10,7 +10,7 @@ from hf_unlearn.data import IGNORE_INDEX
 from hf_unlearn.evaluation import score_sequences
 from hf_unlearn.trainers import GradDiffConfig, GradDiffTrainer
 
-from .conftest import make_tiny_llama
+from .conftest import first_batch, make_tiny_llama
 
 LAYERS = [0, 1]
 
@@ -44,15 +44,11 @@ def _trainer(tok, bench, tmp_path, cb, model=None, **kw):
     )
 
 
-def _batch(trainer):
-    return {k: v.to(trainer.args.device) for k, v in next(iter(trainer.get_train_dataloader())).items()}
-
-
 def test_custom_attention_reproduces_the_model(chat_tokenizer, bench, tmp_path):
     reference = make_tiny_llama(chat_tokenizer, layers=3)
     tr = _trainer(chat_tokenizer, bench, tmp_path, AttentionShiftingCallback(layers=LAYERS))
     assert tr.model.config._attn_implementation == "hf_unlearn_attention_shifting"
-    batch = _batch(tr)
+    batch = first_batch(tr)
     ids, mask = batch["retain_input_ids"], batch["retain_attention_mask"]
     with torch.no_grad():
         ours = tr.model(input_ids=ids, attention_mask=mask).logits
@@ -87,7 +83,7 @@ def test_fact_masks_from_spans_and_saliency_fallback(chat_tokenizer, bench, tmp_
 def test_suppression_term_equals_its_formula(chat_tokenizer, bench, tmp_path):
     cb = AttentionShiftingCallback(layers=LAYERS, suppress_coeff=2.0, retain_coeff=0.0, abstain_coeff=0.0)
     tr = _trainer(chat_tokenizer, bench, tmp_path, cb)
-    batch = _batch(tr)
+    batch = first_batch(tr)
     eager = make_tiny_llama(chat_tokenizer, layers=3)
     eager.set_attn_implementation("eager")
     tr.model.train()

@@ -5,13 +5,12 @@ import os
 
 import pytest
 import torch
-from transformers import TrainerCallback
 
 from hf_unlearn import build_fictitious_authors
 from hf_unlearn.callbacks import AdaptiveRMUCallback, RMUCallback, decoder_layers, stop_after
 from hf_unlearn.trainers import GradDiffConfig, GradDiffTrainer, NPOConfig, NPOTrainer
 
-from .conftest import make_tiny_llama
+from .conftest import StopAtStep, first_batch, make_tiny_llama
 
 LAYER = 1
 
@@ -52,10 +51,6 @@ def _initial(tok):
     return make_tiny_llama(tok, layers=3)
 
 
-def _batch(trainer):
-    return {k: v.to(trainer.args.device) for k, v in next(iter(trainer.get_train_dataloader())).items()}
-
-
 def _layer_out(model, ids, mask):
     return model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[LAYER + 1].float()
 
@@ -91,7 +86,7 @@ def test_rmu_loss_matches_its_formula(chat_tokenizer, bench, tmp_path, token_mas
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
-    batch = _batch(tr)
+    batch = first_batch(tr)
     cb._install(model)
     with torch.no_grad():
         loss = tr.compute_loss(model, batch)
@@ -118,7 +113,7 @@ def test_rmu_steps_move_forget_toward_target_and_keep_retain(chat_tokenizer, ben
     cb = RMUCallback(layer=LAYER, steering_coeff=4.0, alpha=50.0)
     tr = _rmu_only(chat_tokenizer, bench, tmp_path, cb, max_steps=20, learning_rate=3e-2)
     frozen = _initial(chat_tokenizer)
-    batch = _batch(tr)
+    batch = first_batch(tr)
     u = cb.control_vector
 
     def distances(model):
@@ -144,7 +139,7 @@ def test_adaptive_coefficient_modes(chat_tokenizer, bench, tmp_path):
         for p in tr.model.parameters():
             if p.requires_grad:
                 p.add_(0.1 * torch.randn_like(p))
-    batch = _batch(tr)
+    batch = first_batch(tr)
     cb._install(tr.model)
     tr.model.train()  # metrics are filed under the mode of the model
     with torch.no_grad():
@@ -164,15 +159,6 @@ def test_adaptive_coefficient_modes(chat_tokenizer, bench, tmp_path):
         AdaptiveRMUCallback(coeff_mode="median")
 
 
-class _StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
-
-
 def test_state_survives_save_and_resume(chat_tokenizer, bench, tmp_path):
     from safetensors.torch import load_file
 
@@ -182,7 +168,7 @@ def test_state_survives_save_and_resume(chat_tokenizer, bench, tmp_path):
             chat_tokenizer, bench, out, cb, max_steps=4, save_strategy="steps", save_steps=2, seed=3, learning_rate=5e-3
         )
         if stop:
-            tr.add_callback(_StopAt(stop))
+            tr.add_callback(StopAtStep(stop))
         tr.train(resume_from_checkpoint=resume)
         return tr, cb
 

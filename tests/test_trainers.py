@@ -6,7 +6,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import TrainerCallback
 
 from hf_unlearn import build_fictitious_authors
 from hf_unlearn.data import IGNORE_INDEX
@@ -26,7 +25,7 @@ from hf_unlearn.trainers import (
     SimNPOTrainer,
 )
 
-from .conftest import make_tiny_llama
+from .conftest import StopAtStep, first_batch, make_tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +58,6 @@ def _trainer(cls, cfg, tok, bench, tmp_path, *, model=None, retain=True, **kw):
     )
 
 
-def _batch(trainer):
-    batch = next(iter(trainer.get_train_dataloader()))
-    return {k: v.to(trainer.args.device) for k, v in batch.items()}
-
-
 def _seq_stats(model, ids, mask, labels):
     """Independent reference: per-row summed log-prob and label count from full logits."""
     logits = model(input_ids=ids, attention_mask=mask).logits.float()
@@ -92,7 +86,7 @@ def test_configs_work_on_cpu_without_flags(tmp_path):
 
 def test_npo_loss_matches_formula_and_is_2_over_beta_ln2_at_init(chat_tokenizer, bench, tmp_path):
     tr = _trainer(NPOTrainer, NPOConfig, chat_tokenizer, bench, tmp_path, beta=0.25)
-    batch = _batch(tr)
+    batch = first_batch(tr)
     model = tr.model
     with torch.no_grad():
         loss = tr.compute_loss(model, batch)
@@ -126,14 +120,14 @@ def test_npo_loss_matches_formula_and_is_2_over_beta_ln2_at_init(chat_tokenizer,
         retain=False,
     )
     with torch.no_grad():
-        assert math.isclose(float(scaled.compute_loss(scaled.model, _batch(scaled))), math.log(2), rel_tol=1e-5)
+        assert math.isclose(float(scaled.compute_loss(scaled.model, first_batch(scaled))), math.log(2), rel_tol=1e-5)
 
 
 def test_npo_reference_modes_agree(chat_tokenizer, bench, tmp_path):
     from peft import LoraConfig
 
     batch_src = _trainer(NPOTrainer, NPOConfig, chat_tokenizer, bench, tmp_path)
-    batch = _batch(batch_src)
+    batch = first_batch(batch_src)
     with torch.no_grad():
         pre = float(batch_src.compute_loss(batch_src.model, batch))
     live_batch = {k: v for k, v in batch.items() if k != "forget_ref_logps"}
@@ -194,7 +188,7 @@ def test_simnpo_paper_form_and_parity_flag(chat_tokenizer, bench, tmp_path):
             margin_scaled_by_beta=parity,
         )
         assert tr.ref_model is None
-        batch = _batch(tr)
+        batch = first_batch(tr)
         with torch.no_grad():
             loss = tr.compute_loss(tr.model, batch)
             logps, n = _group(tr.model, batch, "forget")
@@ -206,13 +200,13 @@ def test_simnpo_paper_form_and_parity_flag(chat_tokenizer, bench, tmp_path):
 
 def test_grad_ascent_and_grad_diff_token_means(chat_tokenizer, bench, tmp_path):
     ga = _trainer(GradAscentTrainer, GradAscentConfig, chat_tokenizer, bench, tmp_path, retain=False)
-    batch = _batch(ga)
+    batch = first_batch(ga)
     assert "retain_input_ids" not in batch and ga.ref_model is None
     with torch.no_grad():
         logps, n = _group(ga.model, batch, "forget")
         torch.testing.assert_close(ga.compute_loss(ga.model, batch), logps.sum() / n.sum(), rtol=1e-5, atol=1e-5)
     gd = _trainer(GradDiffTrainer, GradDiffConfig, chat_tokenizer, bench, tmp_path, forget_coeff=0.5, retain_coeff=2.0)
-    batch = _batch(gd)
+    batch = first_batch(gd)
     with torch.no_grad():
         f, fn = _group(gd.model, batch, "forget")
         r, rn = _group(gd.model, batch, "retain")
@@ -251,7 +245,7 @@ def test_kl_retain_masked_and_parity(chat_tokenizer, bench, tmp_path):
             retain_dataset=bench["retain"],
             processing_class=chat_tokenizer,
         )
-        batch = _batch(tr)
+        batch = first_batch(tr)
         with torch.no_grad():
             f, fn = _group(tr.model, batch, "forget")
             ids, mask = batch["retain_input_ids"], batch["retain_attention_mask"]
@@ -267,7 +261,7 @@ def test_kl_retain_masked_and_parity(chat_tokenizer, bench, tmp_path):
 
 def test_idk_objectives(chat_tokenizer, bench, tmp_path):
     sft = _trainer(IdkSFTTrainer, IdkSFTConfig, chat_tokenizer, bench, tmp_path, idk_responses=["I don't know."])
-    batch = _batch(sft)
+    batch = first_batch(sft)
     labels = [t for t in batch["forget_labels"][0].tolist() if t != IGNORE_INDEX]
     assert chat_tokenizer.decode(labels) == "I don't know.<|im_end|>"
     with torch.no_grad():
@@ -277,7 +271,7 @@ def test_idk_objectives(chat_tokenizer, bench, tmp_path):
             sft.compute_loss(sft.model, batch), -f.sum() / fn.sum() - r.sum() / rn.sum(), rtol=1e-5, atol=1e-5
         )
     dpo = _trainer(IdkDPOTrainer, IdkDPOConfig, chat_tokenizer, bench, tmp_path, beta=0.2)
-    batch = _batch(dpo)
+    batch = first_batch(dpo)
     with torch.no_grad():
         for p in dpo.model.parameters():  # move away from the (precomputed) reference
             p.add_(0.01 * torch.randn_like(p))
@@ -319,15 +313,6 @@ def test_gradient_accumulation_is_exact(chat_tokenizer, bench, tmp_path, cls, cf
         torch.testing.assert_close(results[0][name], results[1][name], rtol=1e-5, atol=1e-6, msg=name)
 
 
-class _StopAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step >= self.step:
-            control.should_training_stop = True
-
-
 def test_resume_from_checkpoint_matches_uninterrupted_run(chat_tokenizer, bench, tmp_path):
     common = dict(
         per_device_train_batch_size=2,
@@ -341,7 +326,7 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(chat_tokenizer, bench,
     full = _trainer(NPOTrainer, NPOConfig, chat_tokenizer, bench, tmp_path / "a", **common)
     full.train()
     partial = _trainer(NPOTrainer, NPOConfig, chat_tokenizer, bench, tmp_path / "b", **common)
-    partial.add_callback(_StopAt(2))  # an interruption: same 4-step schedule, stopped after step 2's checkpoint
+    partial.add_callback(StopAtStep(2))  # an interruption: same 4-step schedule, stopped after step 2's checkpoint
     partial.train()
     assert partial.state.global_step == 2
     resumed = _trainer(NPOTrainer, NPOConfig, chat_tokenizer, bench, tmp_path / "b", **common)
@@ -387,7 +372,7 @@ def test_ascent_guards(chat_tokenizer, bench, tmp_path):
     capped = _trainer(
         GradAscentTrainer, GradAscentConfig, chat_tokenizer, bench, tmp_path, retain=False, forget_nll_ceiling=0.0
     )
-    batch = _batch(capped)
+    batch = first_batch(capped)
     loss = capped.compute_loss(capped.model, batch)
     assert float(loss) == 0.0  # every token's NLL is above the ceiling: the ascent term is flat
     loss.backward()
