@@ -46,8 +46,7 @@ def _rmu_only(tok, bench, tmp_path, cb, model=None, **kw):
 
 
 def _initial(tok):
-    """A fresh copy of the initial weights (same seed). Not copy.deepcopy: TRL's fused-head patch (and hf_unlearn's
-    label path) wrap forward in a closure over the original model, so a deep copy would still run the original."""
+    """A fresh copy of the initial weights (same seed), independent of any forward patching of the trained model."""
     return make_tiny_llama(tok, layers=3)
 
 

@@ -129,3 +129,24 @@ def test_shared_prompt_scoring_under_peft(chat_tokenizer):
     shared = score_sequences(model, examples, pad_token_id=pad)
     plain = score_sequences(model, examples, pad_token_id=pad, share_prompts=False)
     torch.testing.assert_close(shared.sum_logprob, plain.sum_logprob, rtol=1e-5, atol=1e-5)
+
+
+def test_label_forward_patch_keeps_deep_copies_independent(chat_tokenizer):
+    import copy
+
+    from hf_unlearn.evaluation.scoring import install_label_logprob_forward
+
+    model = make_tiny_llama(chat_tokenizer)
+    assert install_label_logprob_forward(model)
+    ids = torch.randint(0, 300, (1, 7))
+    labels = ids.clone()
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1)
+        a = clone(input_ids=ids, labels=labels, label_logprobs=True).token_logps
+        b = model(input_ids=ids, labels=labels, label_logprobs=True).token_logps
+        c = make_tiny_llama(chat_tokenizer)(input_ids=ids).logits  # the copy still computes the original weights
+        d = clone(input_ids=ids).logits
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(c, d)

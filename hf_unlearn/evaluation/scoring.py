@@ -8,6 +8,7 @@ loss. Batches are formed from length-sorted rows (dynamic padding) and results a
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -134,18 +135,22 @@ def install_label_logprob_forward(model: torch.nn.Module) -> bool:
     per-token log-probs ``(B, T-1)`` (zero where unlabelled) computed by :func:`gather_label_logprobs`.
 
     It goes through ``forward`` - the method DDP/FSDP wrappers call - so distributed training stays correct, unlike
-    calling the decoder directly. Other calls fall through to the previous forward (TRL's fused head, generation).
+    calling the decoder directly. Other calls (generation, plain logits) run the class's own forward, so a deep copy
+    of the model stays independent.
     Under PEFT patch the base model: ``PeftModel.forward`` passes extra keyword arguments down to it. Returns
     ``False`` (and changes nothing) for models whose logits are rescaled in ways the gather does not reproduce.
     """
     if not supports_label_gather(model) or getattr(model, "_hf_unlearn_label_forward", False):
         return getattr(model, "_hf_unlearn_label_forward", False)
-    previous = model.forward
     softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    class_forward = type(model).forward
 
+    # The class's forward, not the previous bound method: a closure over the instance would make copy.deepcopy(model)
+    # run the *original* model's weights. Other calls never need TRL's fused head (which passes them through anyway).
+    @functools.wraps(class_forward)
     def forward(self, *args, label_logprobs: bool = False, **kwargs):
         if not label_logprobs:
-            return previous(*args, **kwargs)
+            return class_forward(self, *args, **kwargs)
         labels = kwargs.pop("labels")
         # PEFT passes return_dict/output_* as None; the decoder needs only the inputs.
         kwargs = {k: v for k, v in kwargs.items() if v is not None and k not in ("return_dict", "num_items_in_batch")}
