@@ -278,7 +278,7 @@ class UnlearnTrainerMixin:
                 "(e.g. RMUCallback) or set forget_coeff > 0."
             )
         peft_model = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
-        kl_retain = uses_retain and args.retain_loss_type == "kl"
+        kl_retain = output_retain and args.retain_loss_type == "kl"
         if ref_model is not None and not (self._needs_reference or kl_retain):
             raise ValueError(f"{type(self).__name__} with this config uses no reference model; drop ref_model.")
         if kl_retain and ref_model is None and not peft_model and args.precompute_ref_log_probs:
