@@ -40,6 +40,7 @@ from .evaluation import (
     rank_answers,
     score_sequences,
 )
+from .hub import build_model_card, load_unlearned, push_unlearned
 from .models import (
     BUNDLED_MODEL_NAME,
     BundledModelMissingError,
@@ -130,6 +131,7 @@ __all__ = [
     "SimNPOTrainer",
     "__version__",
     "build_fictitious_authors",
+    "build_model_card",
     "bundled_model_path",
     "detect_schema",
     "disable_bnb_cpu_repacking",
@@ -146,7 +148,9 @@ __all__ = [
     "load_muse",
     "load_tofu",
     "load_tokenizer",
+    "load_unlearned",
     "load_wmdp",
+    "push_unlearned",
     "rank_answers",
     "score_sequences",
     "tokenize_rows",

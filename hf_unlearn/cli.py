@@ -9,6 +9,7 @@ Examples::
     hf-unlearn eval --model outputs/npo --suite tofu --num-authors 20 --reference-logs outputs/eval/retain.json
     hf-unlearn eval --model bundled --suite mcq --num-authors 20
     hf-unlearn eval --model my/model --suite muse --dataset hub      # muse-bench/MUSE-News (needs the Hub)
+    hf-unlearn push outputs/npo me/smollm2-npo-unlearned             # private repo unless --public
 """
 
 from __future__ import annotations
@@ -169,6 +170,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_unlearned
+
+    info = push_unlearned(args.directory, args.repo_id, private=not args.public, token=args.token)
+    print(f"Pushed {args.directory} to {args.repo_id} ({'public' if args.public else 'private'}): {info}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hf-unlearn",
@@ -201,6 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--muse-corpus", choices=("news", "books"), default="news", help="hub MUSE corpus")
     _add_benchmark_args(ev, num_authors=100)
     ev.set_defaults(func=_cmd_eval)
+
+    push = sub.add_parser("push", help="upload a saved unlearned model or adapter (model files, card, plot only)")
+    push.add_argument("directory", help="folder written by a trainer's save_model (with its README.md card)")
+    push.add_argument("repo_id", help="target repository, e.g. me/model-npo")
+    push.add_argument("--public", action="store_true", help="create a public repository (default: private)")
+    push.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
+    push.set_defaults(func=_cmd_push)
 
     data = sub.add_parser("data", help="built-in benchmark tools")
     data_sub = data.add_subparsers(dest="data_command", required=True)

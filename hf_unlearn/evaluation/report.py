@@ -22,6 +22,7 @@ __all__ = [
     "ReferenceMismatchError",
     "check_reference",
     "items_fingerprint",
+    "plot_forget_vs_utility",
     "prompt_fingerprint",
 ]
 
@@ -117,3 +118,31 @@ def check_reference(
             "with the same data, prompt format, dtype and hf_unlearn version, then pass its saved result."
         )
     return problems
+
+
+def plot_forget_vs_utility(
+    points: Mapping[str, tuple[float, float]],
+    path: str | os.PathLike[str],
+    *,
+    x_label: str = "model utility",
+    y_label: str = "forget ROUGE-L recall (lower = more forgotten)",
+) -> Path:
+    """Scatter of models (name -> (utility, forget metric)): the trade-off every unlearning result is judged on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    for name, (x, y) in points.items():
+        ax.scatter([x], [y], s=40)
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

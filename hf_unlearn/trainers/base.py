@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -602,6 +603,83 @@ class UnlearnTrainerMixin:
         for name, value in metrics.items():
             self._metrics[mode][name].append(float(value.detach()) if torch.is_tensor(value) else float(value))
         return (loss, None) if return_outputs else loss
+
+    # -------------------------------------------------------------------------------------------- Hub
+
+    def _base_model_id(self) -> str:
+        from ..hub.cards import BUNDLED_HUB_ID
+        from ..models import BUNDLED_MODEL_NAME
+
+        model = self.accelerator.unwrap_model(self.model)
+        if is_peft_model(model):
+            base = next(iter(model.peft_config.values())).base_model_name_or_path or ""
+        else:
+            base = getattr(model.config, "_name_or_path", "") or ""
+        return BUNDLED_HUB_ID if base.rstrip("/").split("/")[-1] == BUNDLED_MODEL_NAME else (base or "unknown")
+
+    def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
+        """Write hf_unlearn's card (see :mod:`hf_unlearn.hub.cards`) to ``output_dir/README.md``.
+
+        Keeps TRL's signature (TRL calls it at every checkpoint; ``push_to_hub`` calls it too). Extra keywords:
+        ``metrics`` (aggregate evaluation results), ``plot`` (an image file name in the output folder),
+        ``forget_name``/``retain_name`` (dataset names shown on the card; their content never is).
+        """
+        from ..hub.cards import build_model_card
+
+        if not self.is_world_process_zero():
+            return
+        a = self.args
+        keys = (
+            "beta",
+            "loss_scale",
+            "gamma",
+            "forget_coeff",
+            "retain_coeff",
+            "retain_loss_type",
+            "learning_rate",
+            "num_train_epochs",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "max_steps",
+        )
+        hyper = {k: getattr(a, k) for k in keys if hasattr(a, k) and getattr(a, k) is not None}
+        if self._representation:
+            hyper["callbacks"] = ", ".join(f"{type(cb).__name__}(layer={cb.layer})" for cb in self._representation)
+        card = build_model_card(
+            repo_id=a.hub_model_id or model_name or os.path.basename(os.path.normpath(a.output_dir)),
+            base_model=self._base_model_id(),
+            method=self._name,
+            is_adapter=is_peft_model(self.accelerator.unwrap_model(self.model)),
+            forget_name=kwargs.get("forget_name") or dataset_name or "forget set",
+            forget_size=len(self._forget_rows),
+            retain_name=kwargs.get("retain_name") or ("retain set" if self._retain_rows is not None else "-"),
+            retain_size=len(self._retain_rows or []),
+            hyperparameters=hyper,
+            metrics=kwargs.get("metrics"),
+            plot=kwargs.get("plot"),
+            citation=(self._paper or {}).get("citation", ""),
+        )
+        card.save(os.path.join(a.output_dir, "README.md"))
+
+    def push_to_hub(
+        self, commit_message="End of training", blocking=True, token=None, revision=None, private=None, **kwargs
+    ):
+        """Save, write the card, and upload model/adapter files only - private unless asked otherwise.
+
+        Unlike ``Trainer.push_to_hub`` (which uploads the whole output folder, ``training_args.bin`` included), only
+        :data:`hf_unlearn.hub.ALLOWED_FILES` go up, and a ``results.json`` loses its per-item data first.
+        """
+        from ..hub.push import push_unlearned
+
+        a = self.args
+        repo_id = a.hub_model_id or os.path.basename(os.path.normpath(a.output_dir))
+        if private is None:
+            private = True if a.hub_private_repo is None else bool(a.hub_private_repo)
+        self.save_model(a.output_dir)
+        self.create_model_card(model_name=repo_id, **kwargs)
+        return push_unlearned(
+            a.output_dir, repo_id, private=private, token=token or a.hub_token, commit_message=commit_message
+        )
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)

@@ -1,0 +1,98 @@
+"""Model cards for unlearned models: ``model-index`` metadata from evaluation results, readable tables, citation.
+
+TRL's generated card does not fit unlearned checkpoints (spec hf-stack.md 1.7): it links ``huggingface.co/None`` for
+local bases, writes ``library_name: transformers`` over PEFT's ``peft`` and cannot carry evaluation results. This card
+names the real base model, says ``library_name: peft`` for adapters, records the method and its hyperparameters in an
+``unlearning:`` block, and puts every aggregate metric in ``model-index`` via ``huggingface_hub.EvalResult``. It names
+the forget and retain sets and their sizes - never their content.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BUNDLED_HUB_ID", "build_model_card"]
+
+BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+TEMPLATE = Path(__file__).parent / "model_cards" / "unlearned_model.md"
+
+
+def _eval_results(metrics: Mapping[str, Any], dataset: str, model_name: str) -> list:
+    from huggingface_hub import EvalResult
+
+    out = []
+    for name, value in metrics.items():
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            continue
+        out.append(
+            EvalResult(
+                task_type="text-generation",
+                task_name="LLM unlearning",
+                dataset_type=dataset,
+                dataset_name=dataset,
+                metric_type=name,
+                metric_value=float(value),
+                metric_config="hf_unlearn",
+            )
+        )
+    return out
+
+
+def build_model_card(
+    *,
+    repo_id: str,
+    base_model: str,
+    method: str,
+    is_adapter: bool,
+    forget_name: str,
+    forget_size: int,
+    retain_name: str = "-",
+    retain_size: int = 0,
+    hyperparameters: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    eval_dataset: str = "fictitious-authors",
+    citation: str = "",
+    plot: str | None = None,
+    license: str | None = None,
+):
+    """Return a ``huggingface_hub.ModelCard`` for an unlearned model or adapter (see the module docstring)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    model_name = repo_id.split("/")[-1]
+    hyper = {k: v for k, v in (hyperparameters or {}).items() if isinstance(v, str | int | float | bool)}
+    shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in (metrics or {}).items() if v is not None}
+    data = ModelCardData(
+        model_name=model_name,
+        base_model=base_model,
+        library_name="peft" if is_adapter else "transformers",
+        license=license,
+        tags=["hf_unlearn", "unlearning", method.lower(), *(["lora"] if is_adapter else [])],
+        eval_results=_eval_results(metrics or {}, eval_dataset, model_name) or None,
+        unlearning={
+            "method": method,
+            "forget_set": {"name": forget_name, "size": forget_size},
+            "retain_set": {"name": retain_name, "size": retain_size},
+            "hyperparameters": hyper,
+        },
+    )
+    return ModelCard.from_template(
+        data,
+        template_path=str(TEMPLATE),
+        model_name=model_name,
+        repo_id=repo_id,
+        base_model=base_model,
+        method=method,
+        is_adapter=is_adapter,
+        forget_name=forget_name,
+        forget_size=forget_size,
+        retain_name=retain_name,
+        retain_size=retain_size,
+        hyperparameters=hyper,
+        metrics=shown,
+        evaluation_intro=f"Measured with hf_unlearn on {eval_dataset}; definitions in hf_unlearn's evaluation docs.",
+        plot=plot,
+        citation=citation or "-",
+    )
