@@ -9,6 +9,7 @@ Examples::
     hf-unlearn eval --model outputs/npo --suite tofu --num-authors 20 --reference-logs outputs/eval/retain.json
     hf-unlearn eval --model bundled --suite mcq --num-authors 20
     hf-unlearn eval --model my/model --suite muse --dataset hub      # muse-bench/MUSE-News (needs the Hub)
+    hf-unlearn train --config recipes/configs/demo.yaml --learning_rate 5e-4   # the recipe; flags override YAML
     hf-unlearn push outputs/npo me/smollm2-npo-unlearned             # private repo unless --public
 """
 
@@ -170,6 +171,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .scripts.unlearn import main as recipe
+
+    recipe(args.recipe_args)
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     from .hub import push_unlearned
 
@@ -211,6 +219,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_benchmark_args(ev, num_authors=100)
     ev.set_defaults(func=_cmd_eval)
 
+    train = sub.add_parser(
+        "train",
+        help="run the unlearning recipe: hf-unlearn train --config recipes/configs/demo.yaml [--flag value ...]",
+        add_help=False,
+    )
+    train.set_defaults(func=_cmd_train, recipe_args=[])
+
     push = sub.add_parser("push", help="upload a saved unlearned model or adapter (model files, card, plot only)")
     push.add_argument("directory", help="folder written by a trainer's save_model (with its README.md card)")
     push.add_argument("repo_id", help="target repository, e.g. me/model-npo")
@@ -234,7 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "train":
+        args.recipe_args = extra  # --config FILE and any recipe flag go to the recipe's own (TRL) parser
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except (ValueError, FileExistsError, OSError, RuntimeError) as err:

@@ -1,0 +1,216 @@
+"""The unlearning recipe: any method, optional callbacks, LoRA/QLoRA, evaluation, saving, optional push.
+
+    accelerate launch recipes/unlearn.py --config recipes/configs/tofu/npo.yaml
+    hf-unlearn train --config recipes/configs/demo.yaml --learning_rate 5e-5      # CLI flags override the YAML
+    torchrun --nproc_per_node 2 recipes/unlearn.py --config ...                  # real 2-rank run on CPU (gloo)
+
+TRL-style: ``TrlParser((UnlearnScriptArguments, <Method>Config, ModelConfig))``, with ``--config`` giving defaults
+from YAML. The method is read first (from the CLI or the YAML's ``method:``) because it decides which Config class
+parses the rest.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["METHODS", "UnlearnScriptArguments", "main", "make_parser"]
+
+METHODS = {
+    "grad_ascent": "GradAscent",
+    "grad_diff": "GradDiff",
+    "npo": "NPO",
+    "simnpo": "SimNPO",
+    "idk_sft": "IdkSFT",
+    "idk_dpo": "IdkDPO",
+}
+CALLBACKS = ("rmu", "adaptive_rmu", "attention_shifting")
+
+
+@dataclass
+class UnlearnScriptArguments:
+    """What to unlearn and what to do around training.
+
+    Parameters:
+        method: one of grad_ascent, grad_diff, npo, simnpo, idk_sft, idk_dpo.
+        dataset: ``fictitious-authors`` (built in, offline), ``tofu`` (``locuslab/TOFU``), ``muse-news`` /
+            ``muse-books`` (the raw MUSE corpora as text rows) - these need the Hub - or ``files``: local JSON-lines
+            files ``forget_path`` / ``retain_path`` in any data-layer schema (e.g. the access-gated WMDP corpora).
+        num_authors, qa_per_author, forget_fraction, holdout_fraction, benchmark_seed: built-in benchmark size.
+        tofu_split: TOFU forget split (``forget01``/``05``/``10``) when ``dataset=tofu``.
+        callbacks: representation-level objectives to add (rmu, adaptive_rmu, attention_shifting).
+        callback_layer: the layer RMU steers (or the deepest shifted layer).
+        evaluate: evaluate the unlearned model at the end (TOFU-style suite) and write ``results.json``.
+        reference_logs: the retain model's saved result, for Forget Quality and PrivLeak.
+        eval_max_new_tokens: generation length of the evaluation.
+        overwrite: allow an output folder that already holds another run.
+    """
+
+    method: str = field(default="npo", metadata={"help": f"One of {', '.join(METHODS)}."})
+    dataset: str = field(
+        default="fictitious-authors", metadata={"help": "fictitious-authors, tofu, muse-news, muse-books or files."}
+    )
+    forget_path: str | None = field(default=None, metadata={"help": "dataset=files: forget rows (JSON lines)."})
+    retain_path: str | None = field(default=None, metadata={"help": "dataset=files: retain rows (JSON lines)."})
+    num_authors: int = field(default=100, metadata={"help": "Built-in benchmark: authors."})
+    qa_per_author: int = field(default=10, metadata={"help": "Built-in benchmark: QA per author."})
+    forget_fraction: float = field(default=0.1, metadata={"help": "Built-in benchmark: forget authors."})
+    holdout_fraction: float = field(default=0.1, metadata={"help": "Built-in benchmark: holdout authors."})
+    benchmark_seed: int = field(default=0, metadata={"help": "Built-in benchmark: seed."})
+    tofu_split: str = field(default="forget10", metadata={"help": "TOFU forget split."})
+    callbacks: list[str] = field(default_factory=list, metadata={"help": f"Any of {', '.join(CALLBACKS)}."})
+    callback_layer: int = field(default=7, metadata={"help": "Layer of the representation callbacks."})
+    evaluate: bool = field(default=True, metadata={"help": "Evaluate at the end and write results.json."})
+    reference_logs: str | None = field(default=None, metadata={"help": "Retain model's saved result."})
+    eval_max_new_tokens: int = field(default=48, metadata={"help": "Evaluation generation length."})
+    overwrite: bool = field(default=False, metadata={"help": "Allow an output folder holding another run."})
+
+
+def _method_of(argv: Sequence[str]) -> str:
+    """The method named on the command line or in the YAML given with --config (default npo)."""
+    import yaml
+
+    method = None
+    for i, a in enumerate(argv):
+        if a == "--method" and i + 1 < len(argv):
+            method = argv[i + 1]
+        elif a.startswith("--method="):
+            method = a.split("=", 1)[1]
+    if method is None and "--config" in argv:
+        path = argv[list(argv).index("--config") + 1]
+        with open(path) as fh:
+            method = (yaml.safe_load(fh) or {}).get("method")
+    method = method or "npo"
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    return method
+
+
+def make_parser(method: str = "npo"):
+    from trl import ModelConfig, TrlParser
+
+    import hf_unlearn
+
+    config_cls = getattr(hf_unlearn, f"{METHODS[method]}Config")
+    return TrlParser((UnlearnScriptArguments, config_cls, ModelConfig))
+
+
+def _check_output_dir(path: str, overwrite: bool) -> None:
+    if (
+        os.path.isdir(path)
+        and any(
+            os.path.exists(os.path.join(path, f)) for f in ("adapter_config.json", "config.json", "trainer_state.json")
+        )
+        and not overwrite
+    ):
+        raise FileExistsError(
+            f"{path} already holds a run (model or trainer state); choose another output_dir or pass --overwrite true."
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import hf_unlearn as hu
+    from hf_unlearn.callbacks import AdaptiveRMUCallback, AttentionShiftingCallback, RMUCallback
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    method = _method_of(argv)
+    script_args, training_args, model_args = make_parser(method).parse_args_and_config(argv)
+    unknown = set(script_args.callbacks) - set(CALLBACKS)
+    if unknown:
+        raise ValueError(f"Unknown callbacks {sorted(unknown)}; choose from {', '.join(CALLBACKS)}.")
+    _check_output_dir(training_args.output_dir, script_args.overwrite)
+
+    if script_args.dataset == "tofu":
+        forget = hu.load_tofu(f"{script_args.tofu_split}_perturbed")
+        retain = hu.load_tofu(f"retain{100 - int(script_args.tofu_split[-2:])}")
+        eval_sets = None
+    elif script_args.dataset == "fictitious-authors":
+        bench = hu.build_fictitious_authors(
+            num_authors=script_args.num_authors,
+            qa_per_author=script_args.qa_per_author,
+            forget_fraction=script_args.forget_fraction,
+            holdout_fraction=script_args.holdout_fraction,
+            seed=script_args.benchmark_seed,
+        )
+        forget, retain = bench["forget"], bench["retain"]
+        from hf_unlearn.evaluation import builtin_tofu_splits
+
+        eval_sets = builtin_tofu_splits(bench, retain_size=min(200, len(bench["retain"])))
+    elif script_args.dataset in ("muse-news", "muse-books"):
+        corpus = script_args.dataset.removeprefix("muse-")
+        forget, retain = hu.load_muse(corpus, "raw", "forget"), hu.load_muse(corpus, "raw", "retain1")
+        eval_sets = None
+    elif script_args.dataset == "files":
+        import json
+
+        if not script_args.forget_path:
+            raise ValueError("dataset=files needs forget_path (JSON lines; retain_path for a retain set).")
+
+        def read(path):
+            with open(path) as fh:
+                return [json.loads(line) for line in fh if line.strip()]
+
+        forget = read(script_args.forget_path)
+        retain = read(script_args.retain_path) if script_args.retain_path else None
+        eval_sets = None
+    else:
+        raise ValueError(
+            f"Unknown dataset {script_args.dataset!r}; use fictitious-authors, tofu, muse-news, muse-books or files."
+        )
+
+    from trl import get_peft_config
+
+    model, tokenizer = hu.load_model(
+        model_args.model_name_or_path or "bundled",
+        dtype=model_args.dtype if model_args.dtype not in (None, "auto") else None,
+        load_in_4bit=model_args.load_in_4bit,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+    )
+    layer = script_args.callback_layer
+    make = {
+        "rmu": lambda: RMUCallback(layer=layer),
+        "adaptive_rmu": lambda: AdaptiveRMUCallback(layer=layer),
+        "attention_shifting": lambda: AttentionShiftingCallback(layers=[max(0, layer - 1), layer]),
+    }
+    callbacks = [make[name]() for name in script_args.callbacks]
+    trainer_cls = getattr(hu, f"{METHODS[method]}Trainer")
+    uses_retain = (method != "grad_ascent" and training_args.uses_retain) or bool(callbacks)
+    trainer = trainer_cls(
+        model,
+        args=training_args,
+        forget_dataset=forget,
+        retain_dataset=retain if uses_retain else None,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        callbacks=callbacks,
+    )
+    trainer.train()
+    trainer.save_model(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(training_args.output_dir)
+    metrics = None
+    if script_args.evaluate and eval_sets is not None and trainer.is_world_process_zero():
+        result = hu.evaluate_tofu(
+            trainer.model,
+            tokenizer,
+            **eval_sets,
+            reference=script_args.reference_logs,
+            max_new_tokens=script_args.eval_max_new_tokens,
+        )
+        result.save(os.path.join(training_args.output_dir, "results.json"))
+        metrics = {k: v for k, v in result.metrics.items() if v is not None}
+        print(result.table(f"{METHODS[method]} on {script_args.dataset}"))
+    trainer.create_model_card(metrics=metrics, forget_name=script_args.dataset)
+    if training_args.push_to_hub:
+        trainer.push_to_hub(metrics=metrics, forget_name=script_args.dataset)
+    state = trainer.state
+    rank = int(os.environ.get("RANK", "0"))
+    print(f"[hf_unlearn] rank {rank}/{training_args.world_size} finished {state.global_step} steps", flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,95 @@
+"""The unlearning recipe: YAML + CLI overrides, outputs, bad input, and a real 2-rank CPU run (torchrun, gloo)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+
+from hf_unlearn.cli import main as cli
+from hf_unlearn.scripts.unlearn import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _config(tmp_path, model_dir, **over):
+    cfg = {
+        "method": "npo",
+        "dataset": "fictitious-authors",
+        "num_authors": 10,
+        "qa_per_author": 2,
+        "model_name_or_path": str(model_dir),
+        "output_dir": str(tmp_path / "run"),
+        "per_device_train_batch_size": 2,
+        "max_steps": 2,
+        "learning_rate": 1.0e-3,
+        "warmup_steps": 0,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": [],
+        "eval_max_new_tokens": 4,
+        **over,
+    }
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_recipe_writes_model_results_and_card_and_cli_overrides_yaml(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir)
+    assert cli(["train", "--config", str(cfg), "--learning_rate", "0.002"]) == 0
+    out = tmp_path / "run"
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert results["metrics"]["forget_prob"] is not None
+    card = ModelCard.load(out / "README.md")
+    assert card.data.unlearning["method"] == "NPO"
+    assert card.data.unlearning["hyperparameters"]["learning_rate"] == 0.002  # the CLI flag won over the YAML
+    assert {r.metric_type for r in card.data.eval_results} >= {"forget_prob", "model_utility"}
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        main(["--config", str(cfg)])
+
+
+def test_recipe_bad_input(tmp_path, tiny_model_dir):
+    with pytest.raises(ValueError, match="Unknown method 'npx'"):
+        main(["--config", str(_config(tmp_path, tiny_model_dir)), "--method", "npx"])
+    bad = _config(tmp_path, tiny_model_dir, learnig_rate=0.1)  # a typo in the YAML
+    with pytest.raises(ValueError, match="learnig_rate"):
+        main(["--config", str(bad)])
+    with pytest.raises(ValueError, match="Unknown callbacks"):
+        main(["--config", str(_config(tmp_path, tiny_model_dir)), "--callbacks", "rmx"])
+
+
+def test_two_process_cpu_run(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, save_strategy="steps", save_steps=2, evaluate=False)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            str(ROOT / "recipes" / "unlearn.py"),
+            "--config",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 0/2 finished 2 steps" in proc.stdout and "rank 1/2 finished 2 steps" in proc.stdout
+    out = tmp_path / "run"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-2"]
+    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
