@@ -16,7 +16,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -57,45 +56,15 @@ def _cmd_data_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .evaluation import generate_answers, rank_answers
-    from .models import load_model
+    from .scripts.demo import run_demo
 
-    t0 = time.perf_counter()
-    bench = _benchmark(args)
-    cfg = bench.config
-    print(
-        f"fictitious-authors: {cfg.num_authors} authors ({cfg.num_forget_authors} forget, "
-        f"{cfg.num_holdout_authors} holdout), {len(bench['forget'])} forget questions, "
-        f"{len(bench['general_knowledge'])} general-knowledge facts"
+    run_demo(
+        args.output_dir,
+        num_authors=args.num_authors,
+        unlearn_epochs=args.unlearn_epochs,
+        unlearn_lr=args.unlearn_lr,
+        overwrite=args.overwrite,
     )
-    print(f"Loading {args.model} (the first run converts the bundled GGUF once, ~20 s) ...")
-    model, tokenizer = load_model(args.model)
-    rows = []
-    for split, label, options in (
-        ("general_knowledge", "general knowledge", 4),
-        ("forget", "forget authors", 1 + cfg.num_perturbed),
-        ("holdout", "holdout authors", 1 + cfg.num_perturbed),
-    ):
-        res = rank_answers(model, tokenizer, bench[split], batch_size=args.batch_size, progress=f"scoring {split}")
-        rows.append((label, sum(res.correct_first), len(res.correct_first), 1 / options, res.mean_true_prob))
-    sample = bench["forget"][: args.samples]
-    answers = generate_answers(model, tokenizer, [r["question"] for r in sample], max_new_tokens=48)
-
-    print(f"\nUntouched {args.model} on the built-in benchmark")
-    print(f"{'set':<20}{'true answer ranked first':>28}{'chance':>9}{'mean P(answer)^(1/n)':>23}")
-    for label, hit, n, chance, prob in rows:
-        print(f"{label:<20}{f'{hit}/{n} ({100 * hit / n:.1f}%)':>28}{100 * chance:>8.1f}%{prob:>23.3f}")
-    print("\nForget questions (fictitious authors: the model has never seen them, so it invents):")
-    for row, ans in zip(sample, answers, strict=True):
-        print(f"  Q: {row['question']}\n     gold:  {row['answer']}\n     model: {ans}")
-    print(f"\nDone in {time.perf_counter() - t0:.0f} s.")
-    if args.json:
-        payload = {
-            "model": args.model,
-            "benchmark": bench.metadata()["config"],
-            "ranking": {lab: {"correct": h, "n": n, "mean_prob": p} for lab, h, n, _, p in rows},
-        }
-        print(json.dumps(payload, indent=2))
     return 0
 
 
@@ -195,12 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="offline demo on the bundled model and the built-in benchmark")
-    demo.add_argument("--model", default="bundled", help="'bundled' (SmolLM2-135M-Instruct), a Hub id or a folder")
-    demo.add_argument("--batch-size", type=int, default=32, help="scoring batch size")
-    demo.add_argument("--samples", type=int, default=3, help="forget questions to answer greedily")
-    demo.add_argument("--json", action="store_true", help="also print the results as JSON")
-    _add_benchmark_args(demo, num_authors=20)
+    demo = sub.add_parser("demo", help="offline end-to-end demo: fine-tune, unlearn, evaluate, write outputs/demo/")
+    demo.add_argument("--output-dir", default="outputs/demo", help="where the adapter, results and card go")
+    demo.add_argument("--num-authors", type=int, default=20, help="benchmark size (default 20: 2 forget authors)")
+    demo.add_argument("--unlearn-epochs", type=float, default=5, help="NPO epochs over the forget set")
+    demo.add_argument("--unlearn-lr", type=float, default=2.5e-4, help="NPO learning rate (LoRA)")
+    demo.add_argument("--overwrite", action="store_true", help="replace an output folder that is not a demo run")
     demo.set_defaults(func=_cmd_demo)
 
     ev = sub.add_parser("eval", help="evaluate a model: TOFU, MUSE or MCQ suite (built-in benchmark or the Hub)")

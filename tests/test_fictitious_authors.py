@@ -61,8 +61,10 @@ def test_qa_rows_carry_fact_spans_paraphrases_and_same_type_perturbations(bench)
         assert row["question"] != row["paraphrased_question"]
         pert = row["perturbed_answer"]
         assert len(pert) == 5 and len(set(pert)) == 5 and row["answer"] not in pert
-        # Same type: a perturbed answer is the answer sentence with another value in the fact's place.
-        prefix, suffix = row["answer"][:start], row["answer"][end:]
+        # Same type, same sentence as the paraphrase (what the Truth Ratio compares them with), another value.
+        para = row["paraphrased_answer"]
+        p_start = para.index(row["fact"])
+        prefix, suffix = para[:p_start], para[p_start + len(row["fact"]) :]
         for p in pert:
             assert p.startswith(prefix[: max(len(prefix) - 2, 0)])
             assert p.endswith(suffix)

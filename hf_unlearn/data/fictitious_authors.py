@@ -36,7 +36,7 @@ __all__ = [
     "build_fictitious_authors",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: perturbed answers use the paraphrased answer's sentence (TOFU), see _qa_rows
 T = TypeVar("T")
 
 _FIRST_NAMES = {
@@ -690,7 +690,10 @@ def _qa_rows(rng: _Rng, profile: dict[str, Any], facts: list[str], k: int, title
                 "answer": answer,
                 "paraphrased_question": _fill(ft.questions[1], name, value),
                 "paraphrased_answer": _fill(ft.answers[1], name, value),
-                "perturbed_answer": [_fill(ft.answers[0], name, w) for w in wrong],
+                # Perturbed answers change the fact inside the *paraphrased* sentence, as TOFU's do: the Truth Ratio
+                # compares the paraphrase with them, so both sides must share a template - otherwise a model that
+                # memorised the original sentence prefers a wrong value in it over the paraphrase.
+                "perturbed_answer": [_fill(ft.answers[1], name, w) for w in wrong],
                 "fact": value,
                 "fact_span": [start, start + len(value)],
             }

@@ -17,7 +17,7 @@ from .metrics import (
 from .mia import evaluate_mia
 from .muse import builtin_muse_splits, evaluate_muse, protocol_forget_sets
 from .ranking import RankingResult, rank_answers
-from .report import EvalResult, ReferenceMismatchError, check_reference
+from .report import EvalResult, ReferenceMismatchError, check_reference, plot_forget_vs_utility
 from .scoring import SequenceScores, label_logprobs, next_token_logprobs, score_sequences
 from .tofu import builtin_tofu_splits, evaluate_tofu
 
@@ -44,6 +44,7 @@ __all__ = [
     "label_logprobs",
     "min_k_score",
     "next_token_logprobs",
+    "plot_forget_vs_utility",
     "privleak",
     "protocol_forget_sets",
     "rank_answers",

@@ -158,12 +158,13 @@ def evaluate_tofu(
         if split not in splits:
             continue
         rows, items = splits[split], plan[split]
-        prob, ratio, rouge = {}, {}, {}
+        prob, ratio, rouge, first = {}, {}, {}, {}
         for i, ids in items.items():
             p_ans = math.exp(-avg_nll[ids["answer"]])
             perts = [avg_nll[v] for k, v in ids.items() if k.startswith("pert")]
             if split in _OPTION_SPLITS:
                 prob[i] = p_ans / (p_ans + sum(math.exp(-x) for x in perts))
+                first[i] = float(all(avg_nll[ids["answer"]] < x for x in perts))  # true answer ranked first
             else:
                 prob[i] = p_ans
             if perts:
@@ -173,6 +174,9 @@ def evaluate_tofu(
                 rouge[i] = M.rouge_l(generations[rows[i]["question"]], rows[i]["answer"])["recall"]
         per[f"{split}_prob"] = prob
         m[f"{split}_prob"] = _mean(prob)
+        if first:
+            per[f"{split}_accuracy"] = first
+            m[f"{split}_accuracy"] = _mean(first)  # not a Model Utility component (TOFU's MU has 9 fixed ones)
         if ratio:
             truth_ratios[split] = ratio
             per[f"{split}_truth_ratio"] = ratio

@@ -140,8 +140,10 @@ class UnlearnConfigMixin:
     def __post_init__(self) -> None:
         if self.bf16 is None and not getattr(self, "fp16", False):
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-        accelerator = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or (
-            torch.backends.mps.is_available()
+        accelerator = (
+            torch.cuda.is_available()
+            or (hasattr(torch, "xpu") and torch.xpu.is_available())
+            or (torch.backends.mps.is_available())
         )
         if not accelerator:
             # Without it, `torchrun --nproc_per_node N` on a CPU machine silently trains N independent copies

@@ -1,0 +1,180 @@
+"""The offline demo: build the benchmark, fine-tune target and retain models, unlearn, evaluate, publish locally.
+
+Steps (everything cached under ``$HF_UNLEARN_CACHE/demo/<config hash>``, so a rerun only unlearns and evaluates):
+
+1. the built-in benchmark at demo size (20 authors: 2 forget, 2 holdout, 16 retain; 10 QA each);
+2. the *retain* model: the bundled SmolLM2-135M-Instruct fine-tuned on the retain authors;
+3. the *target* model: the retain model fine-tuned further on the forget authors plus a replay of retain rows - a
+   cheaper route to "knows every author" than a second full fine-tune (disclosed in the README);
+4. reference evaluation of the retain model (for Forget Quality and PrivLeak), evaluation of the target;
+5. unlearning of the forget authors from the target with NPO + retain NLL on a LoRA adapter;
+6. evaluation of the unlearned model, a side-by-side table, and ``outputs/demo/``: the adapter, ``results.json``
+   (aggregates only), a model card ``README.md`` and ``forget_vs_utility.png``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEMO_MARKER", "run_demo"]
+
+DEMO_MARKER = ".hf_unlearn_demo"
+ROWS = [
+    ("forget_quality", "Forget Quality (KS p, higher = like retain)"),
+    ("model_utility", "Model Utility"),
+    ("forget_rouge", "forget ROUGE-L recall"),
+    ("forget_prob", "forget answer probability"),
+    ("forget_truth_ratio", "forget Truth Ratio"),
+    ("privleak", "PrivLeak (%, 0 = like retain)"),
+    ("world_facts_accuracy", "general knowledge (ranked first)"),
+    ("retain_prob", "retain answer probability"),
+]
+
+
+def _prepare_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and any(path.iterdir()):
+        if not (path / DEMO_MARKER).exists() and not overwrite:
+            raise FileExistsError(
+                f"{path} holds something other than a previous demo run; pass --overwrite or "
+                "choose another --output-dir."
+            )
+        shutil.rmtree(path)
+
+
+def run_demo(
+    output_dir: str | os.PathLike[str] = "outputs/demo",
+    *,
+    base_model: str = "bundled",
+    num_authors: int = 20,
+    finetune_epochs: float = 4,
+    unlearn_epochs: float = 5,
+    unlearn_lr: float = 2.5e-4,
+    eval_retain_size: int = 40,
+    max_new_tokens: int = 32,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    import hf_unlearn as hu
+    from hf_unlearn.evaluation import EvalResult, builtin_tofu_splits, evaluate_tofu, plot_forget_vs_utility
+    from hf_unlearn.evaluation import metrics as M
+    from hf_unlearn.models import _cache_root
+    from hf_unlearn.scripts.finetune import finetune
+
+    t0 = time.perf_counter()
+    out = Path(output_dir)
+    _prepare_output(out, overwrite)
+    bench = hu.build_fictitious_authors(num_authors=num_authors)
+    from hf_unlearn.data.fictitious_authors import GENERATOR_VERSION
+
+    # Models depend on the training rows only; evaluations also on the generator version and evaluation settings.
+    key = hashlib.sha256(json.dumps([bench.metadata()["config"], finetune_epochs, str(base_model)]).encode())
+    cache = _cache_root() / "demo" / key.hexdigest()[:12]
+    retain_dir, target_dir = cache / "retain", cache / "target"
+    eval_key = hashlib.sha256(json.dumps([GENERATOR_VERSION, eval_retain_size, max_new_tokens]).encode())
+    eval_cache = cache / f"eval-{eval_key.hexdigest()[:8]}"
+    eval_cache.mkdir(parents=True, exist_ok=True)
+    if not (retain_dir / "config.json").is_file():
+        print(f"[1/5] Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors (cached) ...")
+        finetune(base_model, bench["retain"], retain_dir, epochs=finetune_epochs)
+    if not (target_dir / "config.json").is_file():
+        replay = bench["retain"][:: max(1, len(bench["retain"]) // 40)]
+        print(
+            f"[2/5] Fine-tuning the target model on the {len(bench['forget'])} forget QA + {len(replay)} retain QA ..."
+        )
+        finetune(str(retain_dir), [*bench["forget"], *replay], target_dir, epochs=finetune_epochs)
+    splits = builtin_tofu_splits(bench, retain_size=eval_retain_size)
+
+    def evaluate(path: Path | None, name: str, model=None, tokenizer=None, reference=None) -> EvalResult:
+        cached = eval_cache / f"{name}_eval.json"
+        if path is not None and cached.is_file():
+            return EvalResult.load(cached)
+        if model is None:
+            model, tokenizer = hu.load_model(str(path))
+        result = evaluate_tofu(
+            model, tokenizer, **splits, reference=reference, max_new_tokens=max_new_tokens, progress=True
+        )
+        if path is not None:
+            result.save(cached)
+        return result
+
+    print("[3/5] Evaluating the retain (reference) and target models (cached) ...")
+    retain_eval = evaluate(retain_dir, "retain")
+    retain_ref = retain_eval
+    # The reference against itself (no second pass): the same definitions give FQ = 1 and PrivLeak = 0.
+    own = list(retain_eval.per_item["forget_truth_ratio"].values())
+    retain_eval.metrics["forget_quality"] = M.forget_quality(own, own)["p_value"]
+    retain_eval.metrics["privleak"] = M.privleak(
+        retain_eval.metrics["mia_min_k_auc"], retain_eval.metrics["mia_min_k_auc"]
+    )
+    target_eval = evaluate(target_dir, "target", reference=retain_ref)
+
+    print(f"[4/5] Unlearning the forget authors with NPO (+ retain NLL) on a LoRA adapter, {unlearn_epochs} epochs ...")
+    from peft import LoraConfig
+
+    model, tokenizer = hu.load_model(str(target_dir))
+    work = out.parent / f".{out.name}.work"
+    shutil.rmtree(work, ignore_errors=True)
+    trainer = hu.NPOTrainer(
+        model,
+        args=hu.NPOConfig(
+            output_dir=str(work),
+            per_device_train_batch_size=8,
+            learning_rate=unlearn_lr,
+            num_train_epochs=unlearn_epochs,
+            logging_steps=3,
+            save_strategy="no",
+            report_to=[],
+            hub_model_id="hf_unlearn-demo-npo",
+        ),
+        forget_dataset=bench["forget"],
+        retain_dataset=bench["retain"],
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=32, lora_alpha=64, target_modules="all-linear", task_type="CAUSAL_LM"),
+    )
+    trainer.train()
+    print("[5/5] Evaluating the unlearned model ...")
+    unlearned = evaluate(None, "unlearned", model=trainer.model, tokenizer=tokenizer, reference=retain_ref)
+
+    results = {"target": target_eval, "retain": retain_eval, "unlearned": unlearned}
+    table = {name: {k: r.metrics.get(k) for k, _ in ROWS} for name, r in results.items()}
+    width = max(len(label) for _, label in ROWS)
+    lines = [f"{'':<{width}}  {'target':>10}  {'retain':>10}  {'unlearned':>10}"]
+    for k, label in ROWS:
+        cells = []
+        for name in ("target", "retain", "unlearned"):
+            v = table[name][k]
+            cells.append(f"{'-' if v is None else f'{v:.3g}':>10}")
+        lines.append(f"{label:<{width}}  " + "  ".join(cells))
+    print("\n" + "\n".join(lines))
+
+    work_out = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(work_out, ignore_errors=True)
+    trainer.save_model(str(work_out))
+    tokenizer.save_pretrained(work_out)
+    (work_out / "results.json").write_text(
+        json.dumps(
+            {name: {"metrics": r.metrics, "details": r.details, "meta": r.meta} for name, r in results.items()},
+            indent=1,
+        )
+        + "\n"
+    )
+    points = {n: (r.metrics["model_utility"], r.metrics["forget_rouge"]) for n, r in results.items()}
+    plot_forget_vs_utility(points, work_out / "forget_vs_utility.png")
+    trainer.args.output_dir = str(work_out)
+    trainer.create_model_card(
+        metrics={k: v for k, v in unlearned.metrics.items() if v is not None},
+        plot="forget_vs_utility.png",
+        forget_name="fictitious-authors (demo forget split)",
+        retain_name="fictitious-authors (demo retain split)",
+    )
+    (work_out / DEMO_MARKER).write_text("written by hf-unlearn demo\n")
+    os.replace(work_out, out)
+    shutil.rmtree(work, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    print(f"\nWrote {out}/ (LoRA adapter, results.json, README.md card, forget_vs_utility.png) in {seconds:.0f} s.")
+    return {"table": table, "seconds": seconds, "output_dir": str(out)}

@@ -1,0 +1,51 @@
+"""The demo pipeline end to end on a tiny model (the bundled-model run is measured for the README, not here)."""
+
+import json
+
+import pytest
+from huggingface_hub import ModelCard
+
+from hf_unlearn.scripts.demo import DEMO_MARKER, run_demo
+
+
+def test_demo_pipeline_writes_outputs_and_reuses_caches(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    kw = dict(
+        base_model=str(tiny_model_dir),
+        num_authors=10,
+        finetune_epochs=1,
+        unlearn_epochs=1,
+        max_new_tokens=4,
+        eval_retain_size=6,
+    )
+    first = run_demo(out, **kw)
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "results.json",
+        "README.md",
+        "forget_vs_utility.png",
+        DEMO_MARKER,
+    } <= names
+    results = json.loads((out / "results.json").read_text())
+    assert set(results) == {"target", "retain", "unlearned"}
+    assert results["retain"]["metrics"]["forget_quality"] == 1.0 and results["retain"]["metrics"]["privleak"] == 0.0
+    assert results["unlearned"]["metrics"]["forget_quality"] is not None  # computed against the retain model
+    assert "per_item" not in results["unlearned"]  # no forget questions or generations in the published results
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "peft" and "forget_vs_utility.png" in card.text
+    assert "Forget Quality" in capsys.readouterr().out
+    cached = next(iter((tmp_path / "cache" / "demo").iterdir()))
+    assert {"retain", "target"} <= {p.name for p in cached.iterdir()}
+    evals = next(cached.glob("eval-*"))
+    assert {"retain_eval.json", "target_eval.json"} <= {p.name for p in evals.iterdir()}
+    second = run_demo(out, **kw)  # caches reused; the previous demo output is replaced
+    assert second["seconds"] < first["seconds"]
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_demo(other, **kw)
+    assert (other / "notes.txt").read_text() == "keep me"
