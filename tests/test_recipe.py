@@ -93,3 +93,13 @@ def test_two_process_cpu_run(tmp_path, tiny_model_dir):
     state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
     losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes" / "configs").rglob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_parse(path):
+    from hf_unlearn.scripts.unlearn import _method_of, make_parser
+
+    argv = ["--config", str(path)]
+    script_args, training_args, model_args = make_parser(_method_of(argv)).parse_args_and_config(argv)
+    assert script_args.method in ("grad_ascent", "grad_diff", "npo", "simnpo", "idk_sft", "idk_dpo")
+    assert model_args.model_name_or_path and training_args.output_dir.startswith("outputs/")
