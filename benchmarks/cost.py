@@ -40,6 +40,7 @@ def child(method: str, lora: bool) -> dict:
 
     import hf_unlearn as hu
     from hf_unlearn.data import DataCollatorForUnlearning, ForgetRetainDataset, tokenize_rows
+    from hf_unlearn.scripts.unlearn import METHODS as METHOD_NAMES
 
     model, tok = hu.load_model("bundled", lora={"r": 16, "lora_alpha": 32} if lora else None)
     bench = hu.build_fictitious_authors(num_authors=40)
@@ -106,14 +107,7 @@ def child(method: str, lora: bool) -> dict:
             callbacks=[cb, Timer()],
         )
     else:
-        name = {
-            "grad_ascent": "GradAscent",
-            "grad_diff": "GradDiff",
-            "npo": "NPO",
-            "simnpo": "SimNPO",
-            "idk_sft": "IdkSFT",
-            "idk_dpo": "IdkDPO",
-        }[method]
+        name = METHOD_NAMES[method]
         cfg, cls = getattr(hu, f"{name}Config"), getattr(hu, f"{name}Trainer")
         trainer = cls(
             model,

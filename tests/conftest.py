@@ -122,3 +122,30 @@ class StopAtStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= self.step:
             control.should_training_stop = True
+
+
+def callbacks_only_trainer(tok, bench, tmp_path, callback, model=None, **overrides):
+    """A GradDiff trainer with the output-level loss off, so ``callback`` alone defines the objective."""
+    from hf_unlearn.trainers import GradDiffConfig, GradDiffTrainer
+
+    base = dict(
+        output_dir=str(tmp_path / "out"),
+        forget_coeff=0.0,
+        retain_loss_type="none",
+        per_device_train_batch_size=4,
+        max_steps=3,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        learning_rate=1e-2,
+        warmup_steps=0,
+    )
+    model = model if model is not None else make_tiny_llama(tok, layers=3)
+    return GradDiffTrainer(
+        model,
+        args=GradDiffConfig(**{**base, **overrides}),
+        forget_dataset=bench["forget"],
+        retain_dataset=bench["retain"],
+        processing_class=tok,
+        callbacks=[callback],
+    )

@@ -10,7 +10,7 @@ from hf_unlearn.data import IGNORE_INDEX
 from hf_unlearn.evaluation import score_sequences
 from hf_unlearn.trainers import GradDiffConfig, GradDiffTrainer
 
-from .conftest import first_batch, make_tiny_llama
+from .conftest import callbacks_only_trainer, first_batch, make_tiny_llama
 
 LAYERS = [0, 1]
 
@@ -21,27 +21,7 @@ def bench():
 
 
 def _trainer(tok, bench, tmp_path, cb, model=None, **kw):
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        forget_coeff=0.0,
-        retain_loss_type="none",
-        per_device_train_batch_size=4,
-        max_steps=3,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        learning_rate=2e-2,
-        warmup_steps=0,
-    )
-    model = model if model is not None else make_tiny_llama(tok, layers=3)
-    return GradDiffTrainer(
-        model,
-        args=GradDiffConfig(**{**base, **kw}),
-        forget_dataset=bench["forget"],
-        retain_dataset=bench["retain"],
-        processing_class=tok,
-        callbacks=[cb],
-    )
+    return callbacks_only_trainer(tok, bench, tmp_path, cb, model=model, **{"learning_rate": 2e-2, **kw})
 
 
 def test_custom_attention_reproduces_the_model(chat_tokenizer, bench, tmp_path):

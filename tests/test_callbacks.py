@@ -10,7 +10,7 @@ from hf_unlearn import build_fictitious_authors
 from hf_unlearn.callbacks import AdaptiveRMUCallback, RMUCallback, decoder_layers, stop_after
 from hf_unlearn.trainers import GradDiffConfig, GradDiffTrainer, NPOConfig, NPOTrainer
 
-from .conftest import StopAtStep, first_batch, make_tiny_llama
+from .conftest import StopAtStep, callbacks_only_trainer, first_batch, make_tiny_llama
 
 LAYER = 1
 
@@ -21,28 +21,7 @@ def bench():
 
 
 def _rmu_only(tok, bench, tmp_path, cb, model=None, **kw):
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        forget_coeff=0.0,
-        retain_loss_type="none",
-        per_device_train_batch_size=4,
-        max_steps=3,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        learning_rate=1e-2,
-        warmup_steps=0,
-    )
-    args = GradDiffConfig(**{**base, **kw})
-    model = model if model is not None else make_tiny_llama(tok, layers=3)
-    return GradDiffTrainer(
-        model,
-        args=args,
-        forget_dataset=bench["forget"],
-        retain_dataset=bench["retain"],
-        processing_class=tok,
-        callbacks=[cb],
-    )
+    return callbacks_only_trainer(tok, bench, tmp_path, cb, model=model, **kw)
 
 
 def _initial(tok):

@@ -244,6 +244,7 @@ def _encode_row(
     system_prompt: str | None,
     max_length: int | None,
     fallback: FallbackFormat,
+    answer_spans: Sequence[Sequence[int]] | None = None,
 ) -> TokenizedExample:
     if schema == Schema.QA:
         return encode_qa(
@@ -253,6 +254,7 @@ def _encode_row(
             system_prompt=system_prompt,
             max_length=max_length,
             fallback=fallback,
+            answer_spans=answer_spans,
         )
     if schema == Schema.MCQ:
         return encode_qa(
@@ -304,29 +306,20 @@ def tokenize_rows(
     schema: Schema | None = None
     for i, row in enumerate(rows):
         schema = schema or detect_schema(row)
-        if span_key and schema == Schema.QA and row.get(span_key) is not None:
-            ex = encode_qa(
-                tokenizer,
-                row[question_key],
-                row[answer_key],
-                system_prompt=system_prompt,
-                max_length=max_length,
-                fallback=fallback,
-                answer_spans=[row[span_key]],
-            )
-        else:
-            ex = _encode_row(
-                tokenizer,
-                row,
-                schema,
-                answer_key=answer_key,
-                question_key=question_key,
-                system_prompt=system_prompt,
-                max_length=max_length,
-                fallback=fallback,
-            )
-            if span_key:
-                ex.span_mask = [0] * len(ex.input_ids)
+        spans = [row[span_key]] if span_key and schema == Schema.QA and row.get(span_key) is not None else None
+        ex = _encode_row(
+            tokenizer,
+            row,
+            schema,
+            answer_key=answer_key,
+            question_key=question_key,
+            system_prompt=system_prompt,
+            max_length=max_length,
+            fallback=fallback,
+            answer_spans=spans,
+        )
+        if span_key and ex.span_mask is None:
+            ex.span_mask = [0] * len(ex.input_ids)
         if ex.num_labels == 0:
             dropped.append(i)
             continue
