@@ -31,14 +31,25 @@ def generate_from_ids(
     max_new_tokens: int,
     batch_size: int = 16,
     stop_strings: Sequence[str] = (),
+    progress: bool | str = False,
 ) -> list[str]:
-    """Greedy continuations of tokenised prompts (in order), decoded without special tokens, cut and stripped."""
+    """Greedy continuations of tokenised prompts (in order), decoded without special tokens, cut and stripped.
+
+    ``progress`` shows a tqdm bar over prompts (a string is used as its description)."""
+    from tqdm.auto import tqdm
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     stop = _stop_ids(tokenizer)
     out_texts: list[str] = [""] * len(prompts)
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    bar = tqdm(
+        total=len(prompts),
+        desc=progress if isinstance(progress, str) else "generating",
+        disable=not progress,
+        leave=False,
+    )
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -59,7 +70,9 @@ def generate_from_ids(
                 for s in stop_strings:
                     text = text.split(s, 1)[0]
                 out_texts[i] = text.strip()
+            bar.update(len(idx))
     finally:
+        bar.close()
         model.train(was_training)
     return out_texts
 
@@ -73,11 +86,18 @@ def generate_answers(
     batch_size: int = 16,
     system_prompt: str | None = None,
     stop_strings: Sequence[str] = (),
+    progress: bool | str = False,
 ) -> list[str]:
     """Greedy answers to ``questions`` with the chat template (one string each, in order)."""
     prompts = [encode_prompt(tokenizer, q, system_prompt=system_prompt) for q in questions]
     return generate_from_ids(
-        model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=stop_strings
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        stop_strings=stop_strings,
+        progress=progress,
     )
 
 

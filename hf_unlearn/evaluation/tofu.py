@@ -147,6 +147,7 @@ def evaluate_tofu(
             max_new_tokens=max_new_tokens,
             batch_size=batch_size,
             system_prompt=system_prompt,
+            progress="generating" if progress else False,
         )
         generations = dict(zip(questions, answers, strict=True))
 
