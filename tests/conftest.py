@@ -124,7 +124,7 @@ class StopAtStep(TrainerCallback):
             control.should_training_stop = True
 
 
-def callbacks_only_trainer(tok, bench, tmp_path, callback, model=None, **overrides):
+def callbacks_only_trainer(tok, bench, tmp_path, callback, model=None, peft_config=None, **overrides):
     """A GradDiff trainer with the output-level loss off, so ``callback`` alone defines the objective."""
     from hf_unlearn.trainers import GradDiffConfig, GradDiffTrainer
 
@@ -148,4 +148,5 @@ def callbacks_only_trainer(tok, bench, tmp_path, callback, model=None, **overrid
         retain_dataset=bench["retain"],
         processing_class=tok,
         callbacks=[callback],
+        peft_config=peft_config,
     )

@@ -97,24 +97,16 @@ def test_peft_and_activation_checkpointing(chat_tokenizer, bench, tmp_path):
     from peft import LoraConfig
 
     cb = AttentionShiftingCallback(layers=LAYERS)
-    tr = GradDiffTrainer(
-        make_tiny_llama(chat_tokenizer, layers=3),
-        args=GradDiffConfig(
-            output_dir=str(tmp_path),
-            forget_coeff=0.0,
-            retain_loss_type="none",
-            per_device_train_batch_size=4,
-            max_steps=2,
-            report_to=[],
-            save_strategy="no",
-            logging_steps=1,
-            activation_checkpointing=True,
-        ),
-        forget_dataset=bench["forget"],
-        retain_dataset=bench["retain"],
-        processing_class=chat_tokenizer,
-        callbacks=[cb],
+    tr = callbacks_only_trainer(
+        chat_tokenizer,
+        bench,
+        tmp_path,
+        cb,
         peft_config=LoraConfig(r=4, target_modules=["q_proj", "k_proj"]),
+        max_steps=2,
+        learning_rate=1e-5,
+        warmup_steps=0.1,
+        activation_checkpointing=True,
     )
     tr.train()
     first = next(h for h in tr.state.log_history if "as/retain_kl" in h)

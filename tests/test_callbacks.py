@@ -195,28 +195,15 @@ def test_peft_reference_and_activation_checkpointing(chat_tokenizer, bench, tmp_
     losses = []
     for checkpointing in (False, True):
         cb = RMUCallback(layer=LAYER, steering_coeff=2.0, alpha=3.0)
-        args = GradDiffConfig(
-            output_dir=str(tmp_path),
-            forget_coeff=0.0,
-            retain_loss_type="none",
-            per_device_train_batch_size=4,
+        tr = callbacks_only_trainer(
+            chat_tokenizer,
+            bench,
+            tmp_path,
+            cb,
+            peft_config=LoraConfig(r=4, target_modules=["down_proj", "q_proj"], layers_to_transform=[0, 1]),
             max_steps=2,
-            report_to=[],
-            save_strategy="no",
-            logging_steps=1,
-            learning_rate=1e-2,
-            warmup_steps=0,
             seed=1,
             activation_checkpointing=checkpointing,
-        )
-        tr = GradDiffTrainer(
-            make_tiny_llama(chat_tokenizer, layers=3),
-            args=args,
-            forget_dataset=bench["forget"],
-            retain_dataset=bench["retain"],
-            processing_class=chat_tokenizer,
-            callbacks=[cb],
-            peft_config=LoraConfig(r=4, target_modules=["down_proj", "q_proj"], layers_to_transform=[0, 1]),
         )
         tr.train()
         losses.append([h["loss"] for h in tr.state.log_history if "loss" in h])
