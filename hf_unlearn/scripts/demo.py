@@ -14,7 +14,6 @@ Steps (everything cached under ``$HF_UNLEARN_CACHE/demo/<config hash>``, so a re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -60,58 +59,22 @@ def run_demo(
     overwrite: bool = False,
 ) -> dict[str, Any]:
     import hf_unlearn as hu
-    from hf_unlearn.evaluation import EvalResult, builtin_tofu_splits, evaluate_tofu, plot_forget_vs_utility
-    from hf_unlearn.evaluation import metrics as M
-    from hf_unlearn.models import _cache_root
-    from hf_unlearn.scripts.finetune import finetune
+    from hf_unlearn.evaluation import plot_forget_vs_utility
+    from hf_unlearn.scripts.references import prepare_references
 
     t0 = time.perf_counter()
     out = Path(output_dir)
     _prepare_output(out, overwrite)
     bench = hu.build_fictitious_authors(num_authors=num_authors)
-    from hf_unlearn.data.fictitious_authors import GENERATOR_VERSION
-
-    # Models depend on the training rows only; evaluations also on the generator version and evaluation settings.
-    key = hashlib.sha256(json.dumps([bench.metadata()["config"], finetune_epochs, str(base_model)]).encode())
-    cache = _cache_root() / "demo" / key.hexdigest()[:12]
-    retain_dir, target_dir = cache / "retain", cache / "target"
-    eval_key = hashlib.sha256(json.dumps([GENERATOR_VERSION, eval_retain_size, max_new_tokens]).encode())
-    eval_cache = cache / f"eval-{eval_key.hexdigest()[:8]}"
-    eval_cache.mkdir(parents=True, exist_ok=True)
-    if not (retain_dir / "config.json").is_file():
-        print(f"[1/5] Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors (cached) ...")
-        finetune(base_model, bench["retain"], retain_dir, epochs=finetune_epochs)
-    if not (target_dir / "config.json").is_file():
-        replay = bench["retain"][:: max(1, len(bench["retain"]) // 40)]
-        print(
-            f"[2/5] Fine-tuning the target model on the {len(bench['forget'])} forget QA + {len(replay)} retain QA ..."
-        )
-        finetune(str(retain_dir), [*bench["forget"], *replay], target_dir, epochs=finetune_epochs)
-    splits = builtin_tofu_splits(bench, retain_size=eval_retain_size)
-
-    def evaluate(path: Path | None, name: str, model=None, tokenizer=None, reference=None) -> EvalResult:
-        cached = eval_cache / f"{name}_eval.json"
-        if path is not None and cached.is_file():
-            return EvalResult.load(cached)
-        if model is None:
-            model, tokenizer = hu.load_model(str(path))
-        result = evaluate_tofu(
-            model, tokenizer, **splits, reference=reference, max_new_tokens=max_new_tokens, progress=True
-        )
-        if path is not None:
-            result.save(cached)
-        return result
-
-    print("[3/5] Evaluating the retain (reference) and target models (cached) ...")
-    retain_eval = evaluate(retain_dir, "retain")
-    retain_ref = retain_eval
-    # The reference against itself (no second pass): the same definitions give FQ = 1 and PrivLeak = 0.
-    own = list(retain_eval.per_item["forget_truth_ratio"].values())
-    retain_eval.metrics["forget_quality"] = M.forget_quality(own, own)["p_value"]
-    retain_eval.metrics["privleak"] = M.privleak(
-        retain_eval.metrics["mia_min_k_auc"], retain_eval.metrics["mia_min_k_auc"]
+    refs = prepare_references(
+        bench,
+        base_model=base_model,
+        finetune_epochs=finetune_epochs,
+        eval_retain_size=eval_retain_size,
+        max_new_tokens=max_new_tokens,
+        log=lambda msg: print("[1-3/5]", msg),
     )
-    target_eval = evaluate(target_dir, "target", reference=retain_ref)
+    retain_eval, target_eval, target_dir = refs.retain_eval, refs.target_eval, refs.target_dir
 
     print(f"[4/5] Unlearning the forget authors with NPO (+ retain NLL) on a LoRA adapter, {unlearn_epochs} epochs ...")
     from peft import LoraConfig
@@ -138,7 +101,7 @@ def run_demo(
     )
     trainer.train()
     print("[5/5] Evaluating the unlearned model ...")
-    unlearned = evaluate(None, "unlearned", model=trainer.model, tokenizer=tokenizer, reference=retain_ref)
+    unlearned = refs.evaluate(trainer.model, tokenizer)
 
     results = {"target": target_eval, "retain": retain_eval, "unlearned": unlearned}
     table = {name: {k: r.metrics.get(k) for k, _ in ROWS} for name, r in results.items()}

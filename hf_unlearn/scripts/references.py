@@ -1,0 +1,127 @@
+"""The models and evaluations every unlearning comparison starts from: a *retain* model that never saw the forget
+authors and a *target* that knows every author, both fine-tuned from one base model on the built-in benchmark.
+
+Shared by the demo and ``benchmarks/quality.py`` so both use the same, cached, reference pipeline:
+
+1. the *retain* model: the base fine-tuned on the retain authors;
+2. the *target* model: the retain model fine-tuned further on the forget authors plus a replay of retain rows - a
+   cheaper route to "knows every author" than a second full fine-tune (disclosed in the README);
+3. reference evaluation of the retain model (for Forget Quality and PrivLeak) and evaluation of the target.
+
+Models are cached under ``$HF_UNLEARN_CACHE/demo/<hash of the training rows>``, evaluations below it keyed on the
+generator version and the evaluation settings, so a rerun only unlearns and evaluates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["References", "prepare_references"]
+
+
+@dataclass
+class References:
+    """Paths, evaluation splits and results of the retain and target models (see :func:`prepare_references`)."""
+
+    bench: Any
+    retain_dir: Path
+    target_dir: Path
+    splits: dict[str, list[dict]]
+    eval_cache: Path
+    max_new_tokens: int
+    retain_eval: Any = None
+    target_eval: Any = None
+    eval_seconds: dict[str, float] = field(default_factory=dict)
+
+    def evaluate(self, model: Any, tokenizer: Any, *, name: str | None = None, cache: bool = False) -> Any:
+        """TOFU-style evaluation against the retain reference; ``cache`` stores it as ``<name>_eval.json``."""
+        from hf_unlearn.evaluation import EvalResult, evaluate_tofu
+
+        cached = self.eval_cache / f"{name}_eval.json"
+        if cache and cached.is_file():
+            return EvalResult.load(cached)
+        result = evaluate_tofu(
+            model,
+            tokenizer,
+            **self.splits,
+            reference=self.retain_eval,
+            max_new_tokens=self.max_new_tokens,
+            progress=True,
+        )
+        if cache:
+            result.save(cached)
+        return result
+
+
+def prepare_references(
+    bench: Any,
+    *,
+    base_model: str = "bundled",
+    finetune_epochs: float = 4,
+    eval_retain_size: int = 40,
+    max_new_tokens: int = 32,
+    replay: int = 40,
+    log: Any = print,
+) -> References:
+    """Fine-tune (or load from the cache) the retain and target models for ``bench`` and evaluate both."""
+    import time
+
+    import hf_unlearn as hu
+    from hf_unlearn.data.fictitious_authors import GENERATOR_VERSION
+    from hf_unlearn.evaluation import EvalResult, builtin_tofu_splits, evaluate_tofu
+    from hf_unlearn.evaluation import metrics as M
+    from hf_unlearn.models import _cache_root
+    from hf_unlearn.scripts.finetune import finetune
+
+    # Models depend on the training rows only; evaluations also on the generator version and evaluation settings.
+    key = hashlib.sha256(json.dumps([bench.metadata()["config"], finetune_epochs, str(base_model)]).encode())
+    cache = _cache_root() / "demo" / key.hexdigest()[:12]
+    retain_dir, target_dir = cache / "retain", cache / "target"
+    eval_key = hashlib.sha256(json.dumps([GENERATOR_VERSION, eval_retain_size, max_new_tokens]).encode())
+    eval_cache = cache / f"eval-{eval_key.hexdigest()[:8]}"
+    eval_cache.mkdir(parents=True, exist_ok=True)
+    if not (retain_dir / "config.json").is_file():
+        log(f"Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors (cached) ...")
+        finetune(base_model, bench["retain"], retain_dir, epochs=finetune_epochs)
+    if not (target_dir / "config.json").is_file():
+        replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
+        log(f"Fine-tuning the target model on the {len(bench['forget'])} forget QA + {len(replayed)} retain QA ...")
+        finetune(str(retain_dir), [*bench["forget"], *replayed], target_dir, epochs=finetune_epochs)
+    refs = References(
+        bench=bench,
+        retain_dir=retain_dir,
+        target_dir=target_dir,
+        splits=builtin_tofu_splits(bench, retain_size=eval_retain_size),
+        eval_cache=eval_cache,
+        max_new_tokens=max_new_tokens,
+    )
+
+    log("Evaluating the retain (reference) and target models (cached) ...")
+    cached = eval_cache / "retain_eval.json"
+    t0 = time.perf_counter()
+    if cached.is_file():
+        retain_eval = EvalResult.load(cached)
+    else:
+        model, tokenizer = hu.load_model(str(retain_dir))
+        retain_eval = evaluate_tofu(model, tokenizer, **refs.splits, max_new_tokens=max_new_tokens, progress=True)
+        retain_eval.save(cached)
+    refs.eval_seconds["retain"] = time.perf_counter() - t0
+    # The reference against itself (no second pass): the same definitions give FQ = 1 and PrivLeak = 0.
+    own = list(retain_eval.per_item["forget_truth_ratio"].values())
+    retain_eval.metrics["forget_quality"] = M.forget_quality(own, own)["p_value"]
+    retain_eval.metrics["privleak"] = M.privleak(
+        retain_eval.metrics["mia_min_k_auc"], retain_eval.metrics["mia_min_k_auc"]
+    )
+    refs.retain_eval = retain_eval
+    t0 = time.perf_counter()
+    if (eval_cache / "target_eval.json").is_file():
+        refs.target_eval = EvalResult.load(eval_cache / "target_eval.json")
+    else:
+        model, tokenizer = hu.load_model(str(target_dir))
+        refs.target_eval = refs.evaluate(model, tokenizer, name="target", cache=True)
+    refs.eval_seconds["target"] = time.perf_counter() - t0
+    return refs
