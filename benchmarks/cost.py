@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/cost.py            # full fine-tuning, every method -> results/cost.json
     .venv/bin/python benchmarks/cost.py --lora     # LoRA r=16 on all linear layers -> results/cost_lora.json
+    .venv/bin/python benchmarks/cost.py --eval     # evaluation throughput -> results/cost_eval.json
 
-RMU and Adaptive RMU run alone (output-level loss off, layer 7, down_proj of layers 5-7 trained).
+RMU and Adaptive RMU run alone (output-level loss off, layer 7, down_proj of layers 5-7 trained), and so does
+Attention Shifting (layers 10-19, their query/key projections trained; the adapter under ``--lora``).
 Each method runs in a fresh process on the bundled SmolLM2-135M-Instruct (fp32; bf16 on a GPU), with 8 forget rows
 and 8 paired retain rows per optimizer step (the built-in benchmark's answers). The supervised baseline is
 ``transformers.Trainer`` with the model's own loss on exactly those 16 rows per step. Reported: median seconds per
@@ -22,7 +24,18 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("sft", "grad_ascent", "grad_diff", "npo", "simnpo", "idk_sft", "idk_dpo", "rmu", "adaptive_rmu")
+METHODS = (
+    "sft",
+    "grad_ascent",
+    "grad_diff",
+    "npo",
+    "simnpo",
+    "idk_sft",
+    "idk_dpo",
+    "rmu",
+    "adaptive_rmu",
+    "attention_shifting",
+)
 WARMUP, MEASURED, BATCH = 2, 4, 8
 
 
@@ -93,11 +106,16 @@ def child(method: str, lora: bool) -> dict:
             data_collator=DataCollatorForUnlearning(pad_token_id=tok.pad_token_id),
             callbacks=[Timer()],
         )
-    elif method in ("rmu", "adaptive_rmu"):
-        # Representation-only: the output-level loss is off, so the forward stops after layer 7.
-        from hf_unlearn.callbacks import AdaptiveRMUCallback, RMUCallback
+    elif method in ("rmu", "adaptive_rmu", "attention_shifting"):
+        # Representation-only: the output-level loss is off. RMU's forward stops after layer 7; Attention Shifting
+        # (layers 10-19) needs the full forward for its refusal term.
+        from hf_unlearn.callbacks import AdaptiveRMUCallback, AttentionShiftingCallback, RMUCallback
 
-        cb = RMUCallback(layer=7) if method == "rmu" else AdaptiveRMUCallback(layer=7)
+        cb = {
+            "rmu": lambda: RMUCallback(layer=7),
+            "adaptive_rmu": lambda: AdaptiveRMUCallback(layer=7),
+            "attention_shifting": lambda: AttentionShiftingCallback(layers=list(range(10, 20))),
+        }[method]()
         trainer = hu.GradDiffTrainer(
             model,
             args=hu.GradDiffConfig(**common, forget_coeff=0.0, retain_loss_type="none"),
@@ -130,17 +148,73 @@ def child(method: str, lora: bool) -> dict:
     }
 
 
+def eval_child() -> dict:
+    """Evaluation throughput on the quality benchmark's splits: scoring pass, greedy generation, MCQ."""
+    import torch
+
+    import hf_unlearn as hu
+    from hf_unlearn.evaluation import builtin_tofu_splits, evaluate_mcq, evaluate_tofu, generate_answers
+    from hf_unlearn.evaluation.tofu import _variants
+
+    model, tok = hu.load_model("bundled")
+    model.eval()
+    bench = hu.build_fictitious_authors(num_authors=40)
+    splits = builtin_tofu_splits(bench, retain_size=40)
+    evaluate_mcq(model, tok, bench["forget_mcq"][:8])  # warm-up
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    n_seq = sum(len(_variants(name, r)) for name, rows in splits.items() for r in rows)
+    sync()
+    t0 = time.perf_counter()
+    evaluate_tofu(model, tok, **splits, generate=False)
+    sync()
+    scoring = time.perf_counter() - t0
+    questions = [r["question"] for r in [*splits["forget"], *splits["retain"]]]
+    t0 = time.perf_counter()
+    answers = generate_answers(model, tok, questions, max_new_tokens=32, batch_size=16)
+    sync()
+    generation = time.perf_counter() - t0
+    new_tokens = sum(len(tok(a, add_special_tokens=False)["input_ids"]) for a in answers)
+    mcq = bench["retain_mcq"]
+    t0 = time.perf_counter()
+    evaluate_mcq(model, tok, mcq)
+    sync()
+    mcq_s = time.perf_counter() - t0
+    return {
+        "scoring": {"sequences": n_seq, "seconds": round(scoring, 2), "sequences_per_s": round(n_seq / scoring, 1)},
+        "generation": {
+            "questions": len(questions),
+            "batch_size": 16,
+            "max_new_tokens": 32,
+            "new_tokens": new_tokens,
+            "seconds": round(generation, 2),
+            "new_tokens_per_s": round(new_tokens / generation, 1),
+        },
+        "mcq": {"questions": len(mcq), "seconds": round(mcq_s, 2), "questions_per_s": round(len(mcq) / mcq_s, 1)},
+        "peak_mib": round(_peak_mib(), 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lora", action="store_true")
+    parser.add_argument("--eval", action="store_true", help="evaluation throughput instead -> results/cost_eval.json")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
     parser.add_argument("--child", default=None)
     a = parser.parse_args()
     if a.child:
-        print(json.dumps(child(a.child, a.lora)))
+        print(json.dumps(eval_child() if a.child == "eval" else child(a.child, a.lora)))
         return
     sys.path.insert(0, str(Path(__file__).parent))
     from _machine import machine_info
+
+    if a.eval:
+        cmd = [sys.executable, __file__, "--child", "eval"]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        row = json.loads(out.strip().splitlines()[-1])
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "cost_eval.json").write_text(json.dumps({**row, "machine": machine_info()}, indent=2) + "\n")
+        print(json.dumps(row, indent=2))
+        return
 
     rows = []
     for m in a.methods:

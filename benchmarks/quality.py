@@ -1,0 +1,223 @@
+"""Unlearning quality of every method on the built-in benchmark, from one target model, with the bundled model.
+
+    .venv/bin/python benchmarks/quality.py                       # everything -> results/quality.json + quality.png
+    .venv/bin/python benchmarks/quality.py --methods npo rmu     # rerun some; the others are read from
+                                                                 # results/quality/<method>.json
+
+Set-up: ``fictitious-authors`` with 40 authors (4 forget authors = 40 forget QA, 4 holdout, 32 retain; 10 QA each).
+The retain and target models come from :func:`hf_unlearn.scripts.references.prepare_references` (the demo's cached
+pipeline: SmolLM2-135M-Instruct fine-tuned 4 epochs on the retain authors, then on the forget authors plus 40
+replayed retain QA). Every method starts from that target, in a fresh process, and is evaluated with the same
+TOFU-style suite against the retain model (Forget Quality, PrivLeak), plus lm-eval-style MCQ on the forget and retain
+authors' multiple-choice questions.
+
+How the spec defaults (methods.md) are adapted to this scale - one setting per method, no per-method search:
+
+* output-level methods (GradAscent, GradDiff, NPO, SimNPO, IdkDPO, IdkSFT): every loss hyperparameter at its spec
+  default (NPO beta 0.1, SimNPO beta 4.5 / gamma 0 / forget weight 0.125, DPO beta 0.1, retain weight 1), but LoRA
+  r=32 on all linear layers at lr 2.5e-4 instead of full fine-tuning at lr 1e-5 (LoRA needs a ~10-25x larger step;
+  2.5e-4 is the demo's NPO setting, chosen there from 1e-4 / 2.5e-4 / 5e-4), and 5 epochs of batch 8 instead of
+  10 epochs of batch 32 (40 forget QA: 25 optimiser steps, CPU budget);
+* RMU and Adaptive RMU: the paper's recipe as published - layer 7, down_proj of layers 5-7 trained in full, lr 5e-5,
+  constant schedule, no weight decay, batch 4, 80 steps (open-unlearning's WMDP max_steps), alpha 1200; RMU's
+  steering coefficient c = 6.5 (the published Zephyr value, *not* rescaled), Adaptive RMU's beta = 5 (the paper's
+  scale, which adapts to this model's activation norm by construction);
+* Attention Shifting: LoRA r=32 on the query and key projections of the shifted layers (the paper's adapter-based
+  attention modulation; the middle third of the model, layers 10-19), lr 2.5e-4, 5 epochs of batch 8, coefficients 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+PER_METHOD = RESULTS / "quality"
+REFERENCES = ("target", "retain")
+METHODS = (
+    "grad_ascent",
+    "grad_diff",
+    "npo",
+    "simnpo",
+    "idk_dpo",
+    "idk_sft",
+    "rmu",
+    "adaptive_rmu",
+    "attention_shifting",
+)
+BENCH = {"num_authors": 40}
+LORA = {"r": 32, "lora_alpha": 64, "target_modules": "all-linear"}
+OUTPUT_LEVEL = {"learning_rate": 2.5e-4, "num_train_epochs": 5, "per_device_train_batch_size": 8}
+RMU = {
+    "learning_rate": 5e-5,
+    "max_steps": 80,
+    "per_device_train_batch_size": 4,
+    "lr_scheduler_type": "constant",
+    "warmup_steps": 0,
+    "weight_decay": 0.0,
+}
+AS_LAYERS = list(range(10, 20))
+COLUMNS = [
+    ("forget_quality", "FQ ↑", "{:.2g}"),
+    ("model_utility", "MU ↑", "{:.3f}"),
+    ("forget_rouge", "forget ROUGE ↓", "{:.3f}"),
+    ("forget_truth_ratio", "forget TR", "{:.3f}"),
+    ("privleak", "PrivLeak (0 best)", "{:+.1f}"),
+    ("forget_mcq_accuracy", "MCQ forget", "{:.3f}"),
+    ("retain_mcq_accuracy", "MCQ retain", "{:.3f}"),
+    ("world_facts_accuracy", "general knowledge ↑", "{:.3f}"),
+    ("retain_rouge", "retain ROUGE ↑", "{:.3f}"),
+]
+
+
+def _trainer(method: str, model, tokenizer, bench, output_dir: str):
+    """The trainer for ``method`` with the settings of the module docstring; returns (trainer, settings)."""
+    from peft import LoraConfig
+
+    import hf_unlearn as hu
+    from hf_unlearn.callbacks import AdaptiveRMUCallback, AttentionShiftingCallback, RMUCallback
+    from hf_unlearn.scripts.unlearn import METHODS as NAMES
+
+    common = {"output_dir": output_dir, "save_strategy": "no", "report_to": [], "logging_steps": 5, "seed": 0}
+    forget, retain = bench["forget"], bench["retain"]
+    if method in NAMES:
+        cfg, cls = getattr(hu, f"{NAMES[method]}Config"), getattr(hu, f"{NAMES[method]}Trainer")
+        args = cfg(**common, **OUTPUT_LEVEL)
+        peft = LoraConfig(**LORA, task_type="CAUSAL_LM")
+        trainer = cls(
+            model,
+            args=args,
+            forget_dataset=forget,
+            retain_dataset=None if method == "grad_ascent" else retain,
+            processing_class=tokenizer,
+            peft_config=peft,
+        )
+        settings = {**OUTPUT_LEVEL, "lora": LORA}
+    else:
+        # Callbacks alone: the output-level loss is off (forget_coeff=0, no retain loss), the callback's terms train.
+        if method == "attention_shifting":
+            cb = AttentionShiftingCallback(layers=AS_LAYERS)
+            train = OUTPUT_LEVEL
+            lora = {"r": 32, "lora_alpha": 64, "target_modules": ["q_proj", "k_proj"], "layers_to_transform": AS_LAYERS}
+            peft = LoraConfig(**lora, task_type="CAUSAL_LM")
+            settings = {**train, "layers": AS_LAYERS, "lora": lora}
+        else:
+            cb = RMUCallback(layer=7) if method == "rmu" else AdaptiveRMUCallback(layer=7)
+            train, peft = RMU, None
+            settings = {**train, "layer": 7, "alpha": cb.alpha, "trained": "mlp.down_proj of layers 5-7"}
+            settings.update({"steering_coeff": cb.steering_coeff} if method == "rmu" else {"beta": cb.beta})
+        trainer = hu.GradDiffTrainer(
+            model,
+            args=hu.GradDiffConfig(**common, **train, forget_coeff=0.0, retain_loss_type="none"),
+            forget_dataset=forget,
+            retain_dataset=retain,
+            processing_class=tokenizer,
+            peft_config=peft,
+            callbacks=[cb],
+        )
+    return trainer, settings
+
+
+def child(method: str) -> dict:
+    import tempfile
+
+    import hf_unlearn as hu
+    from hf_unlearn.evaluation import evaluate_mcq
+    from hf_unlearn.scripts.references import prepare_references
+
+    bench = hu.build_fictitious_authors(**BENCH)
+    refs = prepare_references(bench)
+    row: dict = {"method": method}
+    if method in REFERENCES:
+        result = refs.target_eval if method == "target" else refs.retain_eval
+        model, tokenizer = hu.load_model(str(refs.target_dir if method == "target" else refs.retain_dir))
+    else:
+        model, tokenizer = hu.load_model(str(refs.target_dir))
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer, settings = _trainer(method, model, tokenizer, bench, tmp)
+            t0 = time.perf_counter()
+            try:
+                trainer.train()
+            except Exception as exc:  # e.g. the non-finite-loss guard: recorded, not hidden
+                row.update(error=f"{type(exc).__name__}: {exc}", settings=settings)
+                return row
+            row["train_seconds"] = round(time.perf_counter() - t0, 1)
+        model = trainer.model
+        row.update(
+            settings=settings,
+            steps=trainer.state.global_step,
+            log_history=[h for h in trainer.state.log_history if "loss" in h or "train_runtime" in h],
+        )
+        t0 = time.perf_counter()
+        result = refs.evaluate(model, tokenizer)
+        row["eval_seconds"] = round(time.perf_counter() - t0, 1)
+    model.eval()
+    metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
+    for split in ("forget_mcq", "retain_mcq"):
+        metrics.update(evaluate_mcq(model, tokenizer, bench[split], name=split).metrics)
+    row["metrics"] = metrics
+    return row
+
+
+def _table(rows: list[dict]) -> str:
+    head = "| model | " + " | ".join(label for _, label, _ in COLUMNS) + " | unlearn s | eval s |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['method']} | failed: {r['error'][:80]} |")
+            continue
+        m = r["metrics"]
+        cells = [("-" if m.get(k) is None else fmt.format(m[k])) for k, _, fmt in COLUMNS]
+        train = f"{r['train_seconds']:.0f}" if "train_seconds" in r else "-"
+        evals = f"{r['eval_seconds']:.0f}" if "eval_seconds" in r else "-"
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {train} | {evals} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="*", default=None, help="run these (default: references + all methods)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    a = parser.parse_args()
+    if a.child:
+        print("RESULT " + json.dumps(child(a.child)), flush=True)
+        return
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _machine import machine_info
+
+    from hf_unlearn.evaluation import plot_forget_vs_utility
+
+    names = list(REFERENCES + METHODS)
+    unknown = set(a.methods or ()) - set(names)
+    if unknown:
+        raise SystemExit(f"Unknown methods {sorted(unknown)}; choose from {', '.join(names)}.")
+    PER_METHOD.mkdir(parents=True, exist_ok=True)
+    for name in a.methods if a.methods is not None else names:
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", name], stdout=subprocess.PIPE, text=True, check=False
+        )
+        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise SystemExit(f"{name} failed (exit {proc.returncode}); see the output above.")
+        row = json.loads(lines[-1].removeprefix("RESULT "))
+        row["process_seconds"] = round(time.perf_counter() - t0, 1)
+        (PER_METHOD / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n")
+        print(f"{name}: {row.get('error') or _table([row]).splitlines()[-1]}", flush=True)
+    rows = [json.loads((PER_METHOD / f"{n}.json").read_text()) for n in names if (PER_METHOD / f"{n}.json").is_file()]
+    meta = {"benchmark": {"name": "fictitious-authors", **BENCH}, "machine": machine_info()}
+    (RESULTS / "quality.json").write_text(json.dumps({"rows": rows, **meta}, indent=1) + "\n")
+    ok = [r for r in rows if "error" not in r]
+    plot_forget_vs_utility(
+        {r["method"]: (r["metrics"]["model_utility"], r["metrics"]["forget_rouge"]) for r in ok},
+        RESULTS / "quality.png",
+    )
+    print("\n" + _table(rows))
+
+
+if __name__ == "__main__":
+    main()
