@@ -61,6 +61,27 @@ RMU = {
     "weight_decay": 0.0,
 }
 AS_LAYERS = list(range(10, 20))
+# "Close the loop" runs: one change each against a method's row above, to tell tuning from bugs where a method
+# underperforms its paper's claim (findings in the README's quality section).
+VARIANTS = {
+    "simnpo_forget_coeff_1": {
+        "method": "simnpo",
+        "args": {"forget_coeff": 1.0},
+        "why": "SimNPO's forget weight 0.125 (TOFU forget10) -> 1.0 (its MUSE setting)",
+    },
+    "rmu_answers_lr_1e-3_alpha_1": {
+        "method": "rmu",
+        "args": {"learning_rate": 1e-3},
+        "callback": {"token_mask": "labels", "alpha": 1.0},
+        "why": "RMU steering answer tokens only (token_mask='labels'), lr 5e-5 -> 1e-3, alpha 1200 -> 1",
+    },
+    "attention_shifting_suppress_50_lr_1e-3": {
+        "method": "attention_shifting",
+        "args": {"learning_rate": 1e-3},
+        "callback": {"suppress_coeff": 50.0},
+        "why": "Attention Shifting with suppress_coeff 1 -> 50 and lr 2.5e-4 -> 1e-3",
+    },
+}
 COLUMNS = [
     ("forget_quality", "FQ ↑", "{:.2g}"),
     ("model_utility", "MU ↑", "{:.3f}"),
@@ -74,41 +95,44 @@ COLUMNS = [
 ]
 
 
-def _trainer(method: str, model, tokenizer, bench, output_dir: str):
-    """The trainer for ``method`` with the settings of the module docstring; returns (trainer, settings)."""
+def _trainer(
+    method: str, model, tokenizer, bench, output_dir: str, args: dict | None = None, callback: dict | None = None
+):
+    """The trainer for ``method`` with the settings of the module docstring (plus a variant's ``args`` for the
+    Config and ``callback`` keyword arguments); returns (trainer, settings)."""
     from peft import LoraConfig
 
     import hf_unlearn as hu
     from hf_unlearn.callbacks import AdaptiveRMUCallback, AttentionShiftingCallback, RMUCallback
     from hf_unlearn.scripts.unlearn import METHODS as NAMES
 
+    args, callback = args or {}, callback or {}
     common = {"output_dir": output_dir, "save_strategy": "no", "report_to": [], "logging_steps": 5, "seed": 0}
     forget, retain = bench["forget"], bench["retain"]
     if method in NAMES:
         cfg, cls = getattr(hu, f"{NAMES[method]}Config"), getattr(hu, f"{NAMES[method]}Trainer")
-        args = cfg(**common, **OUTPUT_LEVEL)
         peft = LoraConfig(**LORA, task_type="CAUSAL_LM")
         trainer = cls(
             model,
-            args=args,
+            args=cfg(**common, **{**OUTPUT_LEVEL, **args}),
             forget_dataset=forget,
             retain_dataset=None if method == "grad_ascent" else retain,
             processing_class=tokenizer,
             peft_config=peft,
         )
-        settings = {**OUTPUT_LEVEL, "lora": LORA}
+        settings = {**OUTPUT_LEVEL, **args, "lora": LORA}
     else:
         # Callbacks alone: the output-level loss is off (forget_coeff=0, no retain loss), the callback's terms train.
         if method == "attention_shifting":
-            cb = AttentionShiftingCallback(layers=AS_LAYERS)
-            train = OUTPUT_LEVEL
+            cb = AttentionShiftingCallback(layers=AS_LAYERS, **callback)
+            train = {**OUTPUT_LEVEL, **args}
             lora = {"r": 32, "lora_alpha": 64, "target_modules": ["q_proj", "k_proj"], "layers_to_transform": AS_LAYERS}
             peft = LoraConfig(**lora, task_type="CAUSAL_LM")
-            settings = {**train, "layers": AS_LAYERS, "lora": lora}
+            settings = {**train, **callback, "layers": AS_LAYERS, "lora": lora}
         else:
-            cb = RMUCallback(layer=7) if method == "rmu" else AdaptiveRMUCallback(layer=7)
-            train, peft = RMU, None
-            settings = {**train, "layer": 7, "alpha": cb.alpha, "trained": "mlp.down_proj of layers 5-7"}
+            cb = (RMUCallback if method == "rmu" else AdaptiveRMUCallback)(layer=7, **callback)
+            train, peft = {**RMU, **args}, None
+            settings = {**train, **callback, "layer": 7, "alpha": cb.alpha, "trained": "mlp.down_proj of layers 5-7"}
             settings.update({"steering_coeff": cb.steering_coeff} if method == "rmu" else {"beta": cb.beta})
         trainer = hu.GradDiffTrainer(
             model,
@@ -132,13 +156,24 @@ def child(method: str) -> dict:
     bench = hu.build_fictitious_authors(**BENCH)
     refs = prepare_references(bench)
     row: dict = {"method": method}
+    variant = VARIANTS.get(method, {})
+    if variant:
+        row["variant_of"], row["change"] = variant["method"], variant["why"]
     if method in REFERENCES:
         result = refs.target_eval if method == "target" else refs.retain_eval
         model, tokenizer = hu.load_model(str(refs.target_dir if method == "target" else refs.retain_dir))
     else:
         model, tokenizer = hu.load_model(str(refs.target_dir))
         with tempfile.TemporaryDirectory() as tmp:
-            trainer, settings = _trainer(method, model, tokenizer, bench, tmp)
+            trainer, settings = _trainer(
+                variant.get("method", method),
+                model,
+                tokenizer,
+                bench,
+                tmp,
+                variant.get("args"),
+                variant.get("callback"),
+            )
             t0 = time.perf_counter()
             try:
                 trainer.train()
@@ -191,7 +226,7 @@ def main() -> None:
 
     from hf_unlearn.evaluation import plot_forget_vs_utility
 
-    names = list(REFERENCES + METHODS)
+    names = [*REFERENCES, *METHODS, *VARIANTS]
     unknown = set(a.methods or ()) - set(names)
     if unknown:
         raise SystemExit(f"Unknown methods {sorted(unknown)}; choose from {', '.join(names)}.")
