@@ -61,7 +61,7 @@ RMU = {
     "weight_decay": 0.0,
 }
 AS_LAYERS = list(range(10, 20))
-# "Close the loop" runs: one change each against a method's row above, to tell tuning from bugs where a method
+# "Close the loop" runs: a method with the settings named in "why" changed, to tell tuning from bugs where a method
 # underperforms its paper's claim (findings in the README's quality section).
 VARIANTS = {
     "simnpo_forget_coeff_1": {
@@ -80,6 +80,18 @@ VARIANTS = {
         "args": {"learning_rate": 1e-3},
         "callback": {"suppress_coeff": 50.0},
         "why": "Attention Shifting with suppress_coeff 1 -> 50 and lr 2.5e-4 -> 1e-3",
+    },
+    "attention_shifting_suppress_only": {
+        "method": "attention_shifting",
+        "args": {"learning_rate": 1e-3},
+        "callback": {"suppress_coeff": 50.0, "abstain_coeff": 0.0},
+        "why": "as the row above, without the refusal term (abstain_coeff 1 -> 0): suppression and retention only",
+    },
+    "attention_shifting_retain_50": {
+        "method": "attention_shifting",
+        "args": {"learning_rate": 1e-3},
+        "callback": {"suppress_coeff": 50.0, "retain_coeff": 50.0},
+        "why": "as attention_shifting_suppress_50_lr_1e-3, with retain_coeff 1 -> 50",
     },
 }
 COLUMNS = [
