@@ -260,8 +260,10 @@ def main() -> None:
     (RESULTS / "quality.json").write_text(json.dumps({"rows": rows, **meta}, indent=1) + "\n")
     ok = [r for r in rows if "error" not in r]
     plot_forget_vs_utility(
-        {r["method"]: (r["metrics"]["model_utility"], r["metrics"]["forget_rouge"]) for r in ok},
+        {r["method"]: (r["metrics"]["model_utility"], r["metrics"]["forget_quality"]) for r in ok},
         RESULTS / "quality.png",
+        y_label="Forget Quality (KS p-value vs retain model)",
+        log_y=True,
     )
     print("\n" + _table(rows))
 

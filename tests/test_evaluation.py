@@ -282,3 +282,16 @@ def test_cli_eval_writes_a_reusable_result(tiny_model_dir, tmp_path, capsys):
     assert main([*args[:-2], "--reference-logs", str(out)]) == 0
     out_text = capsys.readouterr().out
     assert re.search(r"forget_quality\s+1\n", out_text) and re.search(r"privleak\s+0\n", out_text)
+
+
+def test_forget_vs_utility_plot_uses_a_legend_for_many_models_and_log_scale(tmp_path):
+    import matplotlib.image
+
+    from hf_unlearn.evaluation import plot_forget_vs_utility
+
+    few = plot_forget_vs_utility({"target": (0.5, 0.9), "unlearned": (0.45, 0.6)}, tmp_path / "few.png")
+    many = plot_forget_vs_utility(
+        {f"method_{i}": (0.4 + i / 100, 10.0**-i) for i in range(9)}, tmp_path / "many.png", log_y=True
+    )
+    # The legend beside the axes makes the many-model figure wider than the annotated one.
+    assert matplotlib.image.imread(many).shape[1] > matplotlib.image.imread(few).shape[1]

@@ -126,17 +126,29 @@ def plot_forget_vs_utility(
     *,
     x_label: str = "model utility",
     y_label: str = "forget ROUGE-L recall (lower = more forgotten)",
+    log_y: bool = False,
 ) -> Path:
-    """Scatter of models (name -> (utility, forget metric)): the trade-off every unlearning result is judged on."""
+    """Scatter of models (name -> (utility, forget metric)): the trade-off every unlearning result is judged on.
+
+    Up to 6 points are labelled in place; more get a legend beside the axes, so labels never overlap. ``log_y`` suits
+    Forget Quality (a p-value spanning orders of magnitude).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
-    for name, (x, y) in points.items():
-        ax.scatter([x], [y], s=40)
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+    many = len(points) > 6
+    fig, ax = plt.subplots(figsize=(8, 4.5) if many else (5, 4), dpi=120)
+    markers = "osD^vP*Xhp<>"
+    for i, (name, (x, y)) in enumerate(points.items()):
+        ax.scatter([x], [y], s=40, marker=markers[i % len(markers)] if many else "o", label=name)
+        if not many:
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+    if log_y:
+        ax.set_yscale("log")
+    if many:
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
     ax.set_xlabel(x_label)
     ax.set_ylabel(y_label)
     ax.grid(alpha=0.3)
