@@ -89,7 +89,9 @@ class AttentionShiftingCallback(RepresentationCallback):
 
     Args:
         layers: decoder layers whose attention is shifted (default: the middle third of the model).
-        suppress_coeff: weight of the suppression term (forget).
+        suppress_coeff: weight of the suppression term (forget). The term is attention mass (about 0.06 on the
+            built-in benchmark) while the refusal NLL is several nats, so at 1 the refusal dominates the update;
+            ``benchmarks/quality.py`` needed 50 for the fact attention to drop (README, quality findings).
         retain_coeff: weight of the attention-retention KL term (retain).
         abstain_coeff: weight of the refusal NLL on forget questions; 0 disables it.
         saliency_top_p: share of answer tokens marked as fact-bearing by saliency when a row has no ``fact_span``.
