@@ -69,6 +69,8 @@ VARIANTS = {
         "args": {"forget_coeff": 1.0},
         "why": "SimNPO's forget weight 0.125 (TOFU forget10) -> 1.0 (its MUSE setting)",
     },
+    "grad_ascent_seed_1": {"method": "grad_ascent", "args": {"seed": 1}, "why": "seed 0 -> 1 (run-to-run spread)"},
+    "npo_seed_1": {"method": "npo", "args": {"seed": 1}, "why": "seed 0 -> 1 (run-to-run spread)"},
     "rmu_answers_lr_1e-3_alpha_1": {
         "method": "rmu",
         "args": {"learning_rate": 1e-3},
@@ -126,7 +128,7 @@ def _trainer(
         peft = LoraConfig(**LORA, task_type="CAUSAL_LM")
         trainer = cls(
             model,
-            args=cfg(**common, **{**OUTPUT_LEVEL, **args}),
+            args=cfg(**{**common, **OUTPUT_LEVEL, **args}),
             forget_dataset=forget,
             retain_dataset=None if method == "grad_ascent" else retain,
             processing_class=tokenizer,
@@ -148,7 +150,7 @@ def _trainer(
             settings.update({"steering_coeff": cb.steering_coeff} if method == "rmu" else {"beta": cb.beta})
         trainer = hu.GradDiffTrainer(
             model,
-            args=hu.GradDiffConfig(**common, **train, forget_coeff=0.0, retain_loss_type="none"),
+            args=hu.GradDiffConfig(**{**common, **train}, forget_coeff=0.0, retain_loss_type="none"),
             forget_dataset=forget,
             retain_dataset=retain,
             processing_class=tokenizer,
