@@ -140,7 +140,7 @@ def _trainer(
         if method == "attention_shifting":
             cb = AttentionShiftingCallback(layers=AS_LAYERS, **callback)
             train = {**OUTPUT_LEVEL, **args}
-            lora = {"r": 32, "lora_alpha": 64, "target_modules": ["q_proj", "k_proj"], "layers_to_transform": AS_LAYERS}
+            lora = {**LORA, "target_modules": ["q_proj", "k_proj"], "layers_to_transform": AS_LAYERS}
             peft = LoraConfig(**lora, task_type="CAUSAL_LM")
             settings = {**train, **callback, "layers": AS_LAYERS, "lora": lora}
         else:
@@ -158,6 +158,14 @@ def _trainer(
             callbacks=[cb],
         )
     return trainer, settings
+
+
+def _run_trainer(name: str, model, tokenizer, bench, output_dir: str):
+    """:func:`_trainer` for a method or a variant's name (its base method with the variant's changes)."""
+    variant = VARIANTS.get(name, {})
+    return _trainer(
+        variant.get("method", name), model, tokenizer, bench, output_dir, variant.get("args"), variant.get("callback")
+    )
 
 
 def child(method: str) -> dict:
@@ -179,15 +187,7 @@ def child(method: str) -> dict:
     else:
         model, tokenizer = hu.load_model(str(refs.target_dir))
         with tempfile.TemporaryDirectory() as tmp:
-            trainer, settings = _trainer(
-                variant.get("method", method),
-                model,
-                tokenizer,
-                bench,
-                tmp,
-                variant.get("args"),
-                variant.get("callback"),
-            )
+            trainer, settings = _run_trainer(method, model, tokenizer, bench, tmp)
             t0 = time.perf_counter()
             try:
                 trainer.train()

@@ -31,15 +31,7 @@ def test_quality_benchmark_trains_every_method_and_variant(name, bench, chat_tok
     variant = quality.VARIANTS.get(name, {})
     model = make_tiny_llama(chat_tokenizer, layers=20)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    trainer, settings = quality._trainer(
-        variant.get("method", name),
-        model,
-        chat_tokenizer,
-        bench,
-        str(tmp_path),
-        variant.get("args"),
-        variant.get("callback"),
-    )
+    trainer, settings = quality._run_trainer(name, model, chat_tokenizer, bench, str(tmp_path))
     for key, value in (variant.get("args") or {}).items():
         assert settings[key] == value and getattr(trainer.args, key) == value
     trainer.train()

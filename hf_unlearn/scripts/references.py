@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ __all__ = ["References", "prepare_references"]
 class References:
     """Paths, evaluation splits and results of the retain and target models (see :func:`prepare_references`)."""
 
-    bench: Any
     retain_dir: Path
     target_dir: Path
     splits: dict[str, list[dict]]
@@ -35,16 +34,12 @@ class References:
     max_new_tokens: int
     retain_eval: Any = None
     target_eval: Any = None
-    eval_seconds: dict[str, float] = field(default_factory=dict)
 
-    def evaluate(self, model: Any, tokenizer: Any, *, name: str | None = None, cache: bool = False) -> Any:
-        """TOFU-style evaluation against the retain reference; ``cache`` stores it as ``<name>_eval.json``."""
-        from hf_unlearn.evaluation import EvalResult, evaluate_tofu
+    def evaluate(self, model: Any, tokenizer: Any) -> Any:
+        """TOFU-style evaluation against the retain reference (none while the reference itself is evaluated)."""
+        from hf_unlearn.evaluation import evaluate_tofu
 
-        cached = self.eval_cache / f"{name}_eval.json"
-        if cache and cached.is_file():
-            return EvalResult.load(cached)
-        result = evaluate_tofu(
+        return evaluate_tofu(
             model,
             tokenizer,
             **self.splits,
@@ -52,8 +47,18 @@ class References:
             max_new_tokens=self.max_new_tokens,
             progress=True,
         )
-        if cache:
-            result.save(cached)
+
+    def _evaluate_saved(self, name: str, path: Path) -> Any:
+        """The saved evaluation ``<name>_eval.json`` of the model at ``path``, computed and saved if missing."""
+        import hf_unlearn as hu
+        from hf_unlearn.evaluation import EvalResult
+
+        cached = self.eval_cache / f"{name}_eval.json"
+        if cached.is_file():
+            return EvalResult.load(cached)
+        model, tokenizer = hu.load_model(str(path))
+        result = self.evaluate(model, tokenizer)
+        result.save(cached)
         return result
 
 
@@ -68,11 +73,8 @@ def prepare_references(
     log: Any = print,
 ) -> References:
     """Fine-tune (or load from the cache) the retain and target models for ``bench`` and evaluate both."""
-    import time
-
-    import hf_unlearn as hu
     from hf_unlearn.data.fictitious_authors import GENERATOR_VERSION
-    from hf_unlearn.evaluation import EvalResult, builtin_tofu_splits, evaluate_tofu
+    from hf_unlearn.evaluation import builtin_tofu_splits
     from hf_unlearn.evaluation import metrics as M
     from hf_unlearn.models import _cache_root
     from hf_unlearn.scripts.finetune import finetune
@@ -92,7 +94,6 @@ def prepare_references(
         log(f"Fine-tuning the target model on the {len(bench['forget'])} forget QA + {len(replayed)} retain QA ...")
         finetune(str(retain_dir), [*bench["forget"], *replayed], target_dir, epochs=finetune_epochs)
     refs = References(
-        bench=bench,
         retain_dir=retain_dir,
         target_dir=target_dir,
         splits=builtin_tofu_splits(bench, retain_size=eval_retain_size),
@@ -101,15 +102,7 @@ def prepare_references(
     )
 
     log("Evaluating the retain (reference) and target models (cached) ...")
-    cached = eval_cache / "retain_eval.json"
-    t0 = time.perf_counter()
-    if cached.is_file():
-        retain_eval = EvalResult.load(cached)
-    else:
-        model, tokenizer = hu.load_model(str(retain_dir))
-        retain_eval = evaluate_tofu(model, tokenizer, **refs.splits, max_new_tokens=max_new_tokens, progress=True)
-        retain_eval.save(cached)
-    refs.eval_seconds["retain"] = time.perf_counter() - t0
+    retain_eval = refs._evaluate_saved("retain", retain_dir)
     # The reference against itself (no second pass): the same definitions give FQ = 1 and PrivLeak = 0.
     own = list(retain_eval.per_item["forget_truth_ratio"].values())
     retain_eval.metrics["forget_quality"] = M.forget_quality(own, own)["p_value"]
@@ -117,11 +110,5 @@ def prepare_references(
         retain_eval.metrics["mia_min_k_auc"], retain_eval.metrics["mia_min_k_auc"]
     )
     refs.retain_eval = retain_eval
-    t0 = time.perf_counter()
-    if (eval_cache / "target_eval.json").is_file():
-        refs.target_eval = EvalResult.load(eval_cache / "target_eval.json")
-    else:
-        model, tokenizer = hu.load_model(str(target_dir))
-        refs.target_eval = refs.evaluate(model, tokenizer, name="target", cache=True)
-    refs.eval_seconds["target"] = time.perf_counter() - t0
+    refs.target_eval = refs._evaluate_saved("target", target_dir)
     return refs
