@@ -190,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     trainer.train()
     trainer.save_model(training_args.output_dir)
+    _settle_collectives()
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(training_args.output_dir)
     metrics = None
@@ -210,7 +211,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     state = trainer.state
     rank = int(os.environ.get("RANK", "0"))
     print(f"[hf_unlearn] rank {rank}/{training_args.world_size} finished {state.global_step} steps", flush=True)
+    _close_process_group()
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def _settle_collectives() -> None:
+    """Let gloo's worker threads drop finished collectives before anything can tear the process group down.
+
+    A gloo worker destroys the work it just finished (and the trainer's last all-gather that work keeps alive) only
+    after signalling completion, and dropping that all-gather's tensors needs the GIL. If the main thread reaches the
+    process group's destructor first (it holds the GIL and joins the workers), the rank deadlocks, or aborts with
+    ``terminate called without an active exception`` at exit, after a successful run: about 1 launch in 10 here, and
+    more under CPU load. So: a barrier (every rank is already here after ``save_model``) and a short sleep that
+    releases the GIL. Later collectives (the push's barriers) keep no tensors alive. Placed before rank 0's evaluation
+    so no rank waits on it under the process-group timeout.
+    """
+    import time
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        time.sleep(0.2)
+
+
+def _close_process_group() -> None:
+    """Destroy the process group explicitly rather than at interpreter shutdown (see ``_settle_collectives``)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
