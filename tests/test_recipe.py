@@ -65,6 +65,20 @@ def test_recipe_bad_input(tmp_path, tiny_model_dir):
         main(["--config", str(_config(tmp_path, tiny_model_dir)), "--callbacks", "rmx"])
 
 
+def test_module_entry_point_runs_the_recipe():
+    """`python -m hf_unlearn.scripts.unlearn` must reach the parser, not import and exit silently."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "hf_unlearn.scripts.unlearn", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--forget_path" in proc.stdout and "--learning_rate" in proc.stdout
+
+
 def test_two_process_cpu_run(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, save_strategy="steps", save_steps=2, evaluate=False)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

@@ -240,3 +240,7 @@ def _close_process_group() -> None:
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
