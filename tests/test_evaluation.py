@@ -32,7 +32,7 @@ from hf_unlearn.evaluation import (
     truth_ratio,
     truth_ratio_aggregate,
 )
-from hf_unlearn.evaluation.scoring import gather_label_logprobs
+from hf_unlearn.logprobs import gather_label_logprobs
 
 from .conftest import make_tiny_llama
 

@@ -134,7 +134,7 @@ def test_shared_prompt_scoring_under_peft(chat_tokenizer):
 def test_label_forward_patch_keeps_deep_copies_independent(chat_tokenizer):
     import copy
 
-    from hf_unlearn.evaluation.scoring import install_label_logprob_forward
+    from hf_unlearn.logprobs import install_label_logprob_forward
 
     model = make_tiny_llama(chat_tokenizer)
     assert install_label_logprob_forward(model)

@@ -262,10 +262,10 @@ def test_kl_retain_masked_and_parity(chat_tokenizer, bench, tmp_path):
 def test_idk_objectives(chat_tokenizer, bench, tmp_path):
     sft = _trainer(IdkSFTTrainer, IdkSFTConfig, chat_tokenizer, bench, tmp_path, idk_responses=["I don't know."])
     batch = first_batch(sft)
-    labels = [t for t in batch["forget_labels"][0].tolist() if t != IGNORE_INDEX]
-    assert chat_tokenizer.decode(labels) == "I don't know.<|im_end|>"
+    labels = [t for t in batch["forget_idk_labels"][0].tolist() if t != IGNORE_INDEX]
+    assert chat_tokenizer.decode(labels) == "I don't know.<|im_end|>"  # the refusal is its own column group
     with torch.no_grad():
-        f, fn = _group(sft.model, batch, "forget")
+        f, fn = _group(sft.model, batch, "forget_idk")
         r, rn = _group(sft.model, batch, "retain")
         torch.testing.assert_close(
             sft.compute_loss(sft.model, batch), -f.sum() / fn.sum() - r.sum() / rn.sum(), rtol=1e-5, atol=1e-5

@@ -1,9 +1,9 @@
 """Attention Shifting (Tan et al. 2025, "Wisdom is Knowing What not to Say", arXiv 2510.17210) as a callback.
 
-No reference code is public; the spec (methods.md section 7) separates what the paper states from implementation
-readings. The paper states two attention-level interventions trained jointly - importance-aware *suppression* of
-attention to fact-bearing tokens on forget data and attention-guided *retention* on retain data - plus response
-shaping that discourages fabricated answers. This module implements that reading:
+No reference code is public, so parts of this module are one reading of the paper. The paper states two attention-level
+interventions trained jointly - importance-aware *suppression* of attention to fact-bearing tokens on forget data and
+attention-guided *retention* on retain data - plus response shaping that discourages fabricated answers. This module
+implements that reading:
 
 * **suppression** (forget rows): on the chosen layers, the attention mass that answer positions put on fact-bearing
   tokens, averaged over layers and heads, summed over answer positions, is minimised;
@@ -31,8 +31,9 @@ from typing import Any
 
 import torch
 
-from .._terms import LossTerm
+from ..data.idk import refusal_columns
 from ..data.tokenization import IGNORE_INDEX, encode_qa
+from ..objective import LossTerm
 from .base import RepresentationCallback, decoder_layers
 
 __all__ = ["ATTENTION_NAME", "AttentionShiftingCallback"]
@@ -89,9 +90,9 @@ class AttentionShiftingCallback(RepresentationCallback):
 
     Args:
         layers: decoder layers whose attention is shifted (default: the middle third of the model).
-        suppress_coeff: weight of the suppression term (forget). The term is attention mass (about 0.06 on the
-            built-in benchmark) while the refusal NLL is several nats, so at 1 the refusal dominates the update;
-            ``benchmarks/quality.py`` needed 50 for the fact attention to drop (README, quality findings).
+        suppress_coeff: weight of the suppression term (forget). The term is an attention mass (a fraction of one)
+            while the refusal NLL is several nats, so at 1 the refusal dominates the update; raise it by one to two
+            orders of magnitude for the fact attention itself to drop.
         retain_coeff: weight of the attention-retention KL term (retain).
         abstain_coeff: weight of the refusal NLL on forget questions; 0 disables it.
         saliency_top_p: share of answer tokens marked as fact-bearing by saliency when a row has no ``fact_span``.
@@ -128,7 +129,14 @@ class AttentionShiftingCallback(RepresentationCallback):
 
     # ------------------------------------------------------------------------------------------ set-up
 
-    def on_init_end(self, args, state, control, model=None, **kwargs):
+    @property
+    def hooked_layers(self) -> tuple[int, ...]:
+        return tuple(self.layers or ())
+
+    def describe(self) -> str:
+        return f"AttentionShiftingCallback(layers={self.layers})"
+
+    def setup(self, model, args):
         n = len(decoder_layers(model))
         if self.layers is None:
             self.layers = list(range(n // 3, 2 * n // 3)) or [0]
@@ -145,7 +153,7 @@ class AttentionShiftingCallback(RepresentationCallback):
                     f"AttentionShiftingCallback: decoder layer {i} has no standard `self_attn` (with `layer_idx`) "
                     "that goes through transformers' attention interface; this architecture cannot be shifted."
                 )
-        super().on_init_end(args, state, control, model=model, **kwargs)
+        super().setup(model, args)
         _register()
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self._original_attn = base.config._attn_implementation
@@ -166,13 +174,11 @@ class AttentionShiftingCallback(RepresentationCallback):
         if self._original_attn:
             base.set_attn_implementation(self._original_attn)
 
-    def annotate_forget(self, trainer: Any, rows, encoded: list[dict], tokenizer: Any, args: Any) -> None:
-        """Add ``span_mask`` (fact-bearing tokens) and the refusal sequence ``abstain_*`` to each forget row."""
-        from ..trainers.idk import with_refusals
-
-        refusals = with_refusals(rows, self.idk_responses, self.seed) if self.abstain_coeff else None
-        need_saliency = []
-        for ex in encoded:
+    def prepare(self, ctx):
+        """Columns ``span_mask`` (fact-bearing tokens) and the refusal sequence ``abstain_*`` of each forget row."""
+        rows, args, tokenizer = ctx.rows, ctx.args, ctx.tokenizer
+        masks, need_saliency = [], []
+        for ex in ctx.forget:
             row = rows[ex["index"]]
             mask = [0] * len(ex["input_ids"])
             if row.get("fact_span") is not None and "question" in row:
@@ -186,27 +192,33 @@ class AttentionShiftingCallback(RepresentationCallback):
                 )
                 if again.input_ids == ex["input_ids"]:
                     mask = again.span_mask
-            ex["span_mask"] = mask
             if not any(mask):
-                need_saliency.append(ex)
-            if refusals is not None:
-                r = refusals[ex["index"]]
-                idk = encode_qa(
-                    tokenizer,
-                    r.get("question") or r["messages"][:-1],
-                    r["idk_answer"],
-                    system_prompt=args.system_prompt,
-                    max_length=args.max_length,
-                )
-                ex["abstain_input_ids"], ex["abstain_labels"] = idk.input_ids, idk.labels
+                need_saliency.append(len(masks))
+            masks.append(mask)
         if need_saliency:
-            self._saliency(trainer.model, need_saliency, trainer.accelerator.device)
+            salient = self._saliency(ctx.model, [ctx.forget[i] for i in need_saliency], ctx.device)
+            for i, mask in zip(need_saliency, salient, strict=True):
+                masks[i] = mask
+        columns: dict[str, list] = {"span_mask": masks}
+        if self.abstain_coeff:
+            columns |= refusal_columns(
+                rows,
+                ctx.forget["index"],
+                tokenizer,
+                responses=self.idk_responses,
+                seed=self.seed,
+                max_length=args.max_length,
+                system_prompt=args.system_prompt,
+                prefix="abstain",
+            )
+        return columns
 
-    def _saliency(self, model: Any, rows: list[dict], device: Any) -> None:
+    def _saliency(self, model: Any, rows: list[dict], device: Any) -> list[list[int]]:
         """Mark the top answer tokens by |grad . embedding| of the answer NLL (frozen model, one row at a time)."""
         emb_layer = model.get_input_embeddings()
         was_training = model.training
         model.eval()
+        masks = []
         try:
             for ex in rows:
                 ids = torch.tensor([ex["input_ids"]], device=device)
@@ -224,9 +236,10 @@ class AttentionShiftingCallback(RepresentationCallback):
                 mask = [0] * len(ex["input_ids"])
                 for t in top.tolist():
                     mask[t] = 1
-                ex["span_mask"] = mask
+                masks.append(mask)
         finally:
             model.train(was_training)
+        return masks
 
     # -------------------------------------------------------------------------------------------- loss
 
@@ -247,47 +260,43 @@ class AttentionShiftingCallback(RepresentationCallback):
         return ctx()
 
     @torch.no_grad()
-    def _frozen_probs(self, trainer, model, inputs, rows: tuple[int, int]) -> dict[int, torch.Tensor]:
+    def _frozen_probs(self, ctx, rows: slice) -> dict[int, torch.Tensor]:
         self._recording = {}
         try:
             if self._peft:
-                self.frozen_activations(trainer, model, inputs["retain_input_ids"], inputs["retain_attention_mask"])
+                self.frozen_activations(ctx, ctx.batch["retain_input_ids"], ctx.batch["retain_attention_mask"])
                 return dict(self._recording)
-            self.frozen_activations(trainer, model, None, None)  # all rows of the captured forward
-            return {k: v[rows[0] : rows[1]] for k, v in self._recording.items()}
+            self.frozen_activations(ctx)  # all rows of the captured forward
+            return {k: v[rows] for k, v in self._recording.items()}
         finally:
             self._recording = None
 
-    def loss_terms(self, trainer, model, inputs, layout):
-        offsets, start = {}, 0
-        for group, n in layout:
-            offsets[group] = (start, start + n)
-            start += n
+    def loss_terms(self, batch, ctx):
         terms, metrics = {}, {}
-        f0, f1 = offsets["forget"]
-        wf = inputs["forget_input_ids"].shape[1]
-        span = inputs["forget_span_mask"][:, :wf].float()
-        queries = (inputs["forget_labels"][:, :wf] != IGNORE_INDEX).float()
+        f = ctx.slices["forget"]
+        wf = batch["forget_input_ids"].shape[1]
+        span = batch["forget_span_mask"][:, :wf].float()
+        queries = (batch["forget_labels"][:, :wf] != IGNORE_INDEX).float()
         mass = torch.stack(
-            [(self._policy_probs[i][f0:f1, :, :wf, :wf] * span[:, None, None, :]).sum(-1).mean(1) for i in self.layers]
+            [(self._policy_probs[i][f, :, :wf, :wf] * span[:, None, None, :]).sum(-1).mean(1) for i in self.layers]
         ).mean(0)  # (B_f, T): attention mass on fact tokens, averaged over layers and heads
         terms["as_suppress"] = LossTerm(self.suppress_coeff * (mass * queries).sum(), "forget", "tokens")
         metrics["as/fact_attention"] = (mass * queries).sum().detach() / queries.sum().clamp(min=1)
-        if "retain" in offsets and self.retain_coeff:
-            r0, r1 = offsets["retain"]
-            wr = inputs["retain_input_ids"].shape[1]
-            frozen = self._frozen_probs(trainer, model, inputs, (r0, r1))
-            real = inputs["retain_attention_mask"][:, :wr].float()
+        if "retain" in ctx.slices and self.retain_coeff:
+            r = ctx.slices["retain"]
+            wr = batch["retain_input_ids"].shape[1]
+            frozen = self._frozen_probs(ctx, r)
+            real = batch["retain_attention_mask"][:, :wr].float()
             kls = []
             for i in self.layers:
                 p = frozen[i][:, :, :wr, :wr].float()
-                q = self._policy_probs[i][r0:r1, :, :wr, :wr].float()
+                q = self._policy_probs[i][r, :, :wr, :wr].float()
                 kls.append((torch.xlogy(p, p) - torch.xlogy(p, q.clamp(min=1e-30))).sum(-1).mean(1))
             kl = torch.stack(kls).mean(0)
             terms["as_retain"] = LossTerm(self.retain_coeff * (kl * real).sum(), "retain", "positions")
             metrics["as/retain_kl"] = (kl * real).sum().detach() / real.sum().clamp(min=1)
-        if self.abstain_coeff and "forget_abstain_input_ids" in inputs:
-            out = trainer.sequence_logps(model, inputs, ["forget_abstain"])["forget_abstain"]
+        if self.abstain_coeff and "forget_abstain_input_ids" in batch:
+            out = ctx.sequence_logps(["forget_abstain"])["forget_abstain"]
             terms["as_abstain"] = LossTerm(-self.abstain_coeff * out.logps.sum(), "forget_abstain", "tokens")
             metrics["logps/forget_abstain"] = out.logps.detach().mean()
         return terms, metrics

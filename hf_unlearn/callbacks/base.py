@@ -1,10 +1,11 @@
 """Shared machinery of representation-level objectives: hooks on decoder layers, early exit, frozen activations.
 
-A :class:`RepresentationCallback` installs forward hooks, and an hf_unlearn trainer adds the callback's loss terms in
-``compute_loss`` (a callback alone cannot change the loss). Activations come from the forward the trainer runs anyway
-when an output-level loss is active (NPO + RMU costs one forward). When the output-level loss is switched off
-(``forget_coeff=0`` and ``retain_loss_type="none"``), the trainer runs a forward that *stops right after the deepest
-hooked layer* (an exception raised by a hook), so no later layer, LM head or logits run.
+A :class:`RepresentationCallback` is a ``TrainerCallback`` and an :class:`~hf_unlearn.objective.UnlearningObjective`: it
+installs forward hooks, and an hf_unlearn trainer adds its loss terms in ``compute_loss`` (a callback alone cannot
+change the loss). Activations come from the forward the trainer runs anyway when an output-level loss is active (NPO +
+RMU costs one forward). When the output-level loss is switched off (``forget_coeff=0`` and ``retain_loss_type="none"``),
+the trainer runs a forward that *stops right after the deepest hooked layer* (an exception raised by a hook), so no
+later layer, LM head or logits run.
 
 Frozen-model activations never come from a second model:
 
@@ -27,64 +28,28 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from ..layers import StopForward, decoder_layers, hidden_of, stop_after
+from ..objective import UnlearningObjective
+
 __all__ = ["RepresentationCallback", "StopForward", "decoder_layers", "stop_after"]
 
 
-class StopForward(Exception):
-    """Raised by a hook to end a forward pass early (caught by :func:`stop_after`)."""
-
-
-def _unwrap(model: Any) -> Any:
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):  # DDP / DeepSpeed wrappers
-        model = model.module
-    if hasattr(model, "get_base_model"):
-        model = model.get_base_model()
-    return model
-
-
-def decoder_layers(model: Any) -> torch.nn.ModuleList:
-    """The decoder layers of a causal LM, through DDP and PEFT wrappers (``model.model.layers`` for Llama)."""
-    base = _unwrap(model)
-    decoder = base.get_decoder() if hasattr(base, "get_decoder") else getattr(base, "model", base)
-    layers = getattr(decoder, "layers", None)
-    if layers is None:
-        raise TypeError(f"Cannot find decoder layers in {type(base).__name__}; expected a decoder with `.layers`.")
-    return layers
-
-
-def _hidden(output: Any) -> torch.Tensor:
-    return output[0] if isinstance(output, tuple) else output  # transformers 5 returns a tensor, 4.x a tuple
-
-
-@contextlib.contextmanager
-def stop_after(model: Any, layer: int):
-    """Run ``model`` forwards that end right after decoder layer ``layer`` (outputs are read through other hooks)."""
-
-    def hook(module, args, output):
-        raise StopForward
-
-    handle = decoder_layers(model)[layer].register_forward_hook(hook)
-    try:
-        yield
-    except StopForward:
-        pass
-    finally:
-        handle.remove()
-
-
-class RepresentationCallback(TrainerCallback):
+class RepresentationCallback(TrainerCallback, UnlearningObjective):
     """Base class: hooks decoder layer ``layer``, captures its output (and the input of the first trainable layer),
-    and provides frozen activations. Subclasses implement :meth:`loss_terms`.
+    and provides frozen activations. Subclasses implement :meth:`~hf_unlearn.objective.UnlearningObjective.loss_terms`.
 
     Args:
         layer: decoder layer whose output is steered (0-based).
         params: regexes of parameter names to train under full fine-tuning; ``None`` = the subclass default. All other
             parameters get ``requires_grad=False``. Under PEFT the adapter decides what trains.
-        needs_retain: whether the objective uses retain rows (the trainer then pairs them even without a retain
-            output loss).
+
+    Objective declarations: retain rows are needed (``needs_retain``), forget and retain rows run through the step's
+    forward (``activation_groups``), and ``layer`` is hooked (``hooked_layers``), so a step without output-level
+    terms stops after it.
     """
 
     needs_retain = True
+    activation_groups = ("forget", "retain")
 
     def __init__(self, layer: int, params: Sequence[str] | None = None) -> None:
         self.layer = int(layer)
@@ -98,10 +63,22 @@ class RepresentationCallback(TrainerCallback):
 
     # ------------------------------------------------------------------------------------------- set-up
 
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def hooked_layers(self) -> tuple[int, ...]:
+        return (self.layer,)
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}(layer={self.layer})"
+
     def default_params(self, num_layers: int) -> list[str]:
         return []
 
-    def on_init_end(self, args, state, control, model=None, **kwargs):
+    def setup(self, model: Any, args: Any) -> None:
+        """Check the layer, freeze what is not trained (full fine-tuning) and keep frozen copies of what is."""
         layers = decoder_layers(model)
         if not 0 <= self.layer < len(layers):
             raise ValueError(
@@ -149,7 +126,7 @@ class RepresentationCallback(TrainerCallback):
 
         def capture_output(module, args, output):
             if self._capturing:
-                self._captured["output"] = _hidden(output)
+                self._captured["output"] = hidden_of(output)
 
         self._handles.append(layers[self.layer].register_forward_hook(capture_output))
         if self._first_trainable is not None:
@@ -182,37 +159,37 @@ class RepresentationCallback(TrainerCallback):
     # ------------------------------------------------------------------------------------------ frozen
 
     @torch.no_grad()
-    def frozen_activations(self, trainer: Any, model: Any, input_ids, attention_mask) -> torch.Tensor:
-        """Layer-L output of the frozen (initial) model for these rows, without a second model."""
+    def layer_output(self, model: Any, input_ids, attention_mask) -> torch.Tensor:
+        """Output of decoder layer ``layer`` of ``model`` for these rows, from a forward stopped right after it."""
+        out: dict[str, torch.Tensor] = {}
+
+        def grab(module, args, output):
+            out["h"] = hidden_of(output)
+            raise StopForward
+
+        handle = decoder_layers(model)[self.layer].register_forward_hook(grab)
+        try:
+            model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+        except StopForward:
+            pass
+        finally:
+            handle.remove()
+        return out["h"]
+
+    @torch.no_grad()
+    def frozen_activations(self, ctx: Any, input_ids=None, attention_mask=None) -> torch.Tensor:
+        """Layer-L output of the frozen (initial) model, without a second model: under PEFT one truncated forward of
+        ``input_ids`` through ``ctx.reference()`` (the adapter disabled); under full fine-tuning the rows of the
+        captured forward, re-run from the first trainable layer with frozen copies of the trained tensors."""
         if self._peft:
-            out: dict[str, torch.Tensor] = {}
-
-            def grab(module, args, output):
-                out["h"] = _hidden(output)
-                raise StopForward
-
-            handle = decoder_layers(model)[self.layer].register_forward_hook(grab)
-            try:
-                with trainer._reference_context():
-                    model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-            except StopForward:
-                pass
-            finally:
-                handle.remove()
-            return out["h"]
+            with ctx.reference() as ref:
+                return self.layer_output(ref, input_ids, attention_mask)
         args, kwargs = self._captured["first_input"]
-        layers = decoder_layers(model)
+        layers = decoder_layers(ctx.model)
         hidden = args[0] if args else kwargs["hidden_states"]
         kwargs = {k: v for k, v in kwargs.items() if k != "hidden_states"}
         for i in range(self._first_trainable, self.layer + 1):
-            hidden = _hidden(
+            hidden = hidden_of(
                 torch.func.functional_call(layers[i], self._frozen[i], (hidden.detach(),), kwargs, strict=False)
             )
         return hidden
-
-    # ------------------------------------------------------------------------------------------- loss
-
-    def loss_terms(self, trainer: Any, model: Any, inputs, layout) -> tuple[dict, dict]:
-        """Return ``(terms, metrics)`` like the trainers' ``loss_terms``. ``layout`` lists ``(group, rows)`` of the
-        captured forward's batch, in order."""
-        raise NotImplementedError

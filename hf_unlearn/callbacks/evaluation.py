@@ -10,11 +10,12 @@ from transformers import TrainerCallback
 from ..data.tokenization import tokenize_rows
 from ..evaluation.ranking import rank_answers
 from ..evaluation.scoring import score_sequences
+from ..objective import TrainerBoundCallback
 
 __all__ = ["EvalCallback"]
 
 
-class EvalCallback(TrainerCallback):
+class EvalCallback(TrainerCallback, TrainerBoundCallback):
     """Every ``every_n_steps`` optimizer steps (and at the end), log forget/retain answer probability and
     general-knowledge accuracy: the three curves that show forgetting, collateral damage and utility.
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from .._terms import LossTerm
 from ..data.tokenization import IGNORE_INDEX
+from ..objective import LossTerm
 from .base import RepresentationCallback
 
 __all__ = ["AdaptiveRMUCallback", "RMUCallback"]
@@ -41,9 +41,9 @@ class RMUCallback(RepresentationCallback):
 
     Args:
         layer: decoder layer whose output is steered (WMDP default 7).
-        steering_coeff: ``c``, the norm of the target ``c * u`` per token (6.5 in the published Zephyr-7B run; it
-            must be retuned per model and layer - the typical activation norm at layer L is the scale: about 135 at
-            layer 7 of SmolLM2-135M, where c = 6.5 had no measurable effect in ``benchmarks/quality.py``).
+        steering_coeff: ``c``, the norm of the target ``c * u`` per token (6.5 in the published Zephyr-7B run). It
+            must be retuned per model and layer: its scale is the typical activation norm at layer L, which differs
+            by orders of magnitude between models (or use :class:`AdaptiveRMUCallback`, which follows that norm).
         alpha: weight of the retain term (1200 in the published run).
         forget_coeff: weight of the forget term.
         params: regexes of parameters to train under full fine-tuning; default the down-projections of L-2..L.
@@ -79,8 +79,8 @@ class RMUCallback(RepresentationCallback):
     def default_params(self, num_layers: int) -> list[str]:
         return [rf"(^|\.)layers\.{i}\.mlp\.down_proj\.weight$" for i in range(max(0, self.layer - 2), self.layer + 1)]
 
-    def on_init_end(self, args, state, control, model=None, **kwargs):
-        super().on_init_end(args, state, control, model=model, **kwargs)
+    def setup(self, model, args):
+        super().setup(model, args)
         hidden = model.config.get_text_config().hidden_size
         g = torch.Generator().manual_seed(self.seed)
         u = torch.rand(hidden, generator=g, dtype=torch.float32)
@@ -123,30 +123,26 @@ class RMUCallback(RepresentationCallback):
             return (inputs[f"{group}_labels"][:, :width] != IGNORE_INDEX), "tokens"
         return torch.ones_like(inputs[f"{group}_attention_mask"][:, :width], dtype=torch.bool), "padded"
 
-    def coefficient(self, trainer, model, inputs, frozen_forget: torch.Tensor | None, forget_mask) -> torch.Tensor:
+    def coefficient(self, ctx, frozen_forget: torch.Tensor | None, forget_mask) -> torch.Tensor:
         return torch.tensor(self.steering_coeff)
 
     @property
     def _needs_frozen_forget(self) -> bool:
         return False
 
-    def loss_terms(self, trainer, model, inputs, layout):
+    def loss_terms(self, batch, ctx):
         h_all = self._captured["output"]
-        offsets, start = {}, 0
-        for group, rows in layout:
-            offsets[group] = (start, start + rows)
-            start += rows
-        f0, f1 = offsets["forget"]
-        width_f = inputs["forget_input_ids"].shape[1]
-        h_f = h_all[f0:f1, :width_f].float()
-        mask_f, what_f = self._mask(inputs, "forget", width_f)
+        f = ctx.slices["forget"]
+        width_f = batch["forget_input_ids"].shape[1]
+        h_f = h_all[f, :width_f].float()
+        mask_f, what_f = self._mask(batch, "forget", width_f)
         frozen_all = None
-        if "retain" in offsets or self._needs_frozen_forget:
-            frozen_all = self._frozen_rows(trainer, model, inputs, offsets, h_all)
+        if "retain" in ctx.slices or self._needs_frozen_forget:
+            frozen_all = self._frozen_rows(ctx, h_all)
         frozen_forget = None
         if self._needs_frozen_forget:
             frozen_forget = frozen_all["forget"][:, :width_f].float()
-        coeff = self.coefficient(trainer, model, inputs, frozen_forget, mask_f).to(h_f)
+        coeff = self.coefficient(ctx, frozen_forget, mask_f).to(h_f)
         target = coeff * self.control_vector.to(h_f)
         mse_f = (h_f - target).pow(2).mean(-1) * mask_f
         terms = {"rmu_forget": LossTerm(self.forget_coeff * mse_f.sum(), "forget", what_f)}
@@ -155,26 +151,25 @@ class RMUCallback(RepresentationCallback):
             "rmu/forget_norm": (h_f.detach().norm(dim=-1) * mask_f).sum() / mask_f.sum().clamp(min=1),
             "rmu/coeff": coeff.detach(),
         }
-        if "retain" in offsets:
-            r0, r1 = offsets["retain"]
-            width_r = inputs["retain_input_ids"].shape[1]
-            h_r = h_all[r0:r1, :width_r].float()
-            mask_r, what_r = self._mask(inputs, "retain", width_r)
+        if "retain" in ctx.slices:
+            width_r = batch["retain_input_ids"].shape[1]
+            h_r = h_all[ctx.slices["retain"], :width_r].float()
+            mask_r, what_r = self._mask(batch, "retain", width_r)
             mse_r = (h_r - frozen_all["retain"][:, :width_r].float()).pow(2).mean(-1) * mask_r
             terms["rmu_retain"] = LossTerm(self.alpha * mse_r.sum(), "retain", what_r)
             metrics["rmu/retain_mse"] = mse_r.sum().detach() / mask_r.sum().clamp(min=1)
         return terms, metrics
 
-    def _frozen_rows(self, trainer, model, inputs, offsets, h_all) -> dict[str, torch.Tensor]:
+    def _frozen_rows(self, ctx, h_all) -> dict[str, torch.Tensor]:
         """Frozen layer-L activations of the forget and retain rows of the captured batch."""
         if not self._peft:
-            frozen = self.frozen_activations(trainer, model, None, None)  # all rows of the captured forward
-            return {g: frozen[a:b] for g, (a, b) in offsets.items()}
+            frozen = self.frozen_activations(ctx)  # all rows of the captured forward
+            return {g: frozen[s] for g, s in ctx.slices.items()}
         out = {}
         for group in ("forget", "retain"):
-            if group in offsets and (group == "retain" or self._needs_frozen_forget):
+            if group in ctx.slices and (group == "retain" or self._needs_frozen_forget):
                 out[group] = self.frozen_activations(
-                    trainer, model, inputs[f"{group}_input_ids"], inputs[f"{group}_attention_mask"]
+                    ctx, ctx.batch[f"{group}_input_ids"], ctx.batch[f"{group}_attention_mask"]
                 )
         return out
 
@@ -227,41 +222,33 @@ class AdaptiveRMUCallback(RMUCallback):
         return (h.float().norm(dim=-1) * mask).sum() / mask.sum().clamp(min=1)
 
     @torch.no_grad()
-    def _dataset_norm(self, trainer, model) -> torch.Tensor:
+    def _dataset_norm(self, ctx) -> torch.Tensor:
         """Mean frozen forget-activation norm over the whole forget set (the model is still the initial one)."""
-        from .base import stop_after
-
-        rows = trainer.train_dataset.forget
         total, count = 0.0, 0
-        device = trainer.accelerator.device
-        for start in range(0, len(rows), 16):
-            batch = trainer.data_collator(
-                [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows[start : start + 16]]
-            )
-            ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-            with self.capturing(model), stop_after(model, self.layer), trainer._reference_context():
-                model(input_ids=ids, attention_mask=mask, use_cache=False)
-            h = self._captured["output"].float()
+        for batch in ctx.forget_batches(16):
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            if self._peft:
+                h = self.frozen_activations(ctx, ids, mask).float()
+            else:  # called before the first update: the model is still the initial one
+                h = self.layer_output(ctx.model, ids, mask).float()
             m = {
                 "attention": mask.bool(),
                 "all": torch.ones_like(mask, dtype=torch.bool),
-                "labels": batch["labels"].to(device) != IGNORE_INDEX,
+                "labels": batch["labels"] != IGNORE_INDEX,
             }[self.token_mask]
             total += float((h.norm(dim=-1) * m).sum())
             count += int(m.sum())
         return torch.tensor(total / max(count, 1))
 
-    def coefficient(self, trainer, model, inputs, frozen_forget, forget_mask):
+    def coefficient(self, ctx, frozen_forget, forget_mask):
         if self.coeff_mode == "per_batch":
             norm = self._mean_norm(frozen_forget, forget_mask)
         else:
             if self.constant is None:
                 if self.coeff_mode == "dataset_mean":
-                    saved = self._captured
-                    self.constant = self._dataset_norm(trainer, model)
-                    self._captured = saved
+                    self.constant = self._dataset_norm(ctx)
                 else:  # first batch of the (not yet updated) model, as the reference code does
-                    h = self._captured["output"][: forget_mask.shape[0], : forget_mask.shape[1]]
+                    h = self._captured["output"][ctx.slices["forget"]][:, : forget_mask.shape[1]]
                     self.constant = self._mean_norm(h.detach(), forget_mask)
             norm = self.constant
         return self.beta * norm.to(forget_mask.device) * self.steering_coeff

@@ -7,7 +7,15 @@ so reference log-probs can be precomputed once.
 
 from __future__ import annotations
 
-__all__ = ["IDK_RESPONSES"]
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .schemas import Schema, detect_schema
+from .tokenization import tokenize_rows
+
+__all__ = ["IDK_RESPONSES", "refusal_columns", "with_refusals"]
 
 IDK_RESPONSES: tuple[str, ...] = (
     "I don't know.",
@@ -51,3 +59,62 @@ IDK_RESPONSES: tuple[str, ...] = (
     "I wouldn't know.",
     "I have no idea.",
 )
+
+
+def with_refusals(
+    rows: Sequence[Mapping[str, Any]], responses: Sequence[str] | None, seed: int
+) -> list[dict[str, Any]]:
+    """Copies of QA/conversational ``rows`` whose answer is a refusal (``idk_answer`` also keeps it for reference).
+
+    The draw is fixed per row (not re-sampled every epoch as in the TOFU code), so reference log-probs of the refusal
+    can be precomputed once.
+    """
+    pool = list(responses) if responses else list(IDK_RESPONSES)
+    if not pool:
+        raise ValueError("idk_responses is empty.")
+    picks = np.random.default_rng(seed).integers(0, len(pool), size=len(rows))
+    out = []
+    for row, k in zip(rows, picks, strict=True):
+        schema = detect_schema(row)
+        new = dict(row)
+        refusal = pool[int(k)]
+        if schema == Schema.QA:
+            new["answer"] = refusal
+        elif schema == Schema.MESSAGES:
+            new["messages"] = [*row["messages"][:-1], {"role": "assistant", "content": refusal}]
+        elif schema == Schema.PROMPT_COMPLETION:
+            new["completion"] = [{"role": "assistant", "content": refusal}]
+        else:
+            raise ValueError(f"Refusal targets need question/answer or conversational rows, not {schema.value} rows.")
+        new["idk_answer"] = refusal
+        out.append(new)
+    return out
+
+
+def refusal_columns(
+    rows: Sequence[Mapping[str, Any]],
+    indices: Sequence[int],
+    tokenizer: Any,
+    *,
+    responses: Sequence[str] | None = None,
+    seed: int = 0,
+    max_length: int | None = 512,
+    system_prompt: str | None = None,
+    prefix: str = "idk",
+) -> dict[str, list]:
+    """Tokenised refusal sequences ``<prefix>_input_ids``/``<prefix>_labels`` for the source rows ``indices`` of
+    ``rows`` (the ``index`` column of a tokenised table): the forget question answered with a refusal from the pool,
+    drawn once per row from ``seed``."""
+    refusals = with_refusals(rows, responses, seed)
+    encoded = tokenize_rows(
+        [refusals[i] for i in indices], tokenizer, max_length=max_length, system_prompt=system_prompt
+    )
+    if len(encoded) != len(indices):
+        raise ValueError(
+            f"{len(indices) - len(encoded)} refusal sequence(s) have no answer token left after truncation to "
+            f"max_length={max_length}; raise max_length."
+        )
+    return {
+        f"{prefix}_input_ids": [e["input_ids"] for e in encoded],
+        f"{prefix}_labels": [e["labels"] for e in encoded],
+    }

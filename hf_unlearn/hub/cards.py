@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..models import BUNDLED_HUB_ID
+
 __all__ = ["BUNDLED_HUB_ID", "build_model_card"]
 
-BUNDLED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TEMPLATE = Path(__file__).parent / "model_cards" / "unlearned_model.md"
 
 

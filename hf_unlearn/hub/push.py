@@ -87,8 +87,7 @@ def load_unlearned(repo_or_dir: str | os.PathLike[str], **kwargs: Any):
     """
     from huggingface_hub import ModelCard
 
-    from ..models import BUNDLED_MODEL_NAME, load_model, load_tokenizer
-    from .cards import BUNDLED_HUB_ID
+    from ..models import is_bundled_model, load_model, load_tokenizer
 
     path = Path(repo_or_dir)
     if path.is_dir():
@@ -109,7 +108,7 @@ def load_unlearned(repo_or_dir: str | os.PathLike[str], **kwargs: Any):
         base = ModelCard.load(card).data.base_model
     if not base:
         raise ValueError(f"Cannot tell the base model of {repo_or_dir}: no base_model_name_or_path and no card.")
-    if base == BUNDLED_HUB_ID or Path(base).name == BUNDLED_MODEL_NAME:
+    if is_bundled_model(base):
         base = "bundled"  # the offline copy of the same weights
     from peft import PeftModel
 

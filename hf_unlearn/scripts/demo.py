@@ -60,7 +60,7 @@ def run_demo(
 ) -> dict[str, Any]:
     import hf_unlearn as hu
     from hf_unlearn.evaluation import plot_forget_vs_utility
-    from hf_unlearn.scripts.references import prepare_references
+    from hf_unlearn.references import prepare_references
 
     t0 = time.perf_counter()
     out = Path(output_dir)

@@ -1,12 +1,15 @@
 """Machinery shared by every output-level unlearning trainer.
 
 Each method is a TRL trainer subclass (``KTOTrainer`` for the NPO family, ``DPOTrainer`` for IdkDPO) with
-:class:`UnlearnTrainerMixin` in front of it. The mixin keeps TRL's model loading, PEFT/QLoRA wrapping, fused LM head,
-reference-model handling and metrics, and replaces three things through documented extension points:
+:class:`UnlearnTrainerMixin` in front of it. The mixin keeps TRL's model loading, PEFT/QLoRA wrapping, reference-model
+handling and metrics, and runs a list of :class:`~hf_unlearn.objective.UnlearningObjective`: the method's own
+objective(s) from :meth:`UnlearnTrainerMixin.build_objectives`, the retain term, and every objective passed as a
+callback (RMU, Attention Shifting) or with ``objectives=``.
 
-* **data**: ``forget_dataset``/``retain_dataset`` in any data-layer schema are tokenised with the chat template
-  (``_prepare_dataset``) and paired by :class:`~hf_unlearn.data.ForgetRetainDataset` (one epoch = one pass over the
-  forget set, a fixed forget:retain mix per batch);
+* **data**: ``forget_dataset``/``retain_dataset`` in any data-layer schema are tokenised with the chat template into
+  :class:`datasets.Dataset` tables; objectives add their own columns (:meth:`~UnlearningObjective.prepare`), reference
+  log-probs are added as columns, and :class:`~hf_unlearn.data.ForgetRetainDataset` pairs the two tables (one epoch =
+  one pass over the forget set, a fixed forget:retain mix per batch);
 * **reference log-probs**: computed once before training when ``precompute_ref_log_probs=True`` (the default for full
   fine-tuning: no second model in memory), else live from ``ref_model`` or, under PEFT, from the model with its
   adapter disabled - TRL's own rule. Reference-free objectives never load a reference;
@@ -28,7 +31,7 @@ import contextlib
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,15 +40,22 @@ from accelerate.utils import is_peft_model
 from transformers import ProcessorMixin
 from trl.trainer.utils import use_adapter
 
-from .._terms import LossTerm
-from ..callbacks.base import RepresentationCallback, stop_after
-from ..callbacks.evaluation import EvalCallback
 from ..data.collators import DataCollatorForUnlearning
 from ..data.pairing import ForgetRetainDataset
 from ..data.tokenization import IGNORE_INDEX, tokenize_rows
-from ..evaluation.scoring import install_label_logprob_forward
-from ..models import resolve_model_path
-from .losses import forward_kl
+from ..layers import stop_after
+from ..logprobs import install_label_logprob_forward
+from ..models import BUNDLED_HUB_ID, is_bundled_model, resolve_model_path
+from ..objective import (
+    LossTerm,
+    PrepareContext,
+    SequenceLogps,
+    StepContext,
+    TrainerBoundCallback,
+    UnlearningObjective,
+    check_objectives,
+)
+from .retain import retain_objectives
 
 __all__ = [
     "KTOLossTypeGuard",
@@ -119,7 +129,7 @@ class UnlearnConfigMixin:
     retain_per_forget: int = field(default=1, metadata={"help": "Retain rows per forget row (1:k batch mix)."})
     pairing_seed: int | None = field(default=None, metadata={"help": "Seed of the retain stream (default: seed)."})
 
-    # TRL/transformers defaults changed for unlearning (TOFU recipe, spec methods.md 0.5) and for CPUs.
+    # TRL/transformers defaults changed for unlearning (the TOFU recipe of arXiv 2401.06121) and for CPUs.
     learning_rate: float = field(default=1e-5, metadata={"help": "Initial learning rate (TOFU recipe: 1e-5)."})
     weight_decay: float = field(default=0.01, metadata={"help": "Weight decay (TOFU recipe: 0.01)."})
     num_train_epochs: float = field(default=10.0, metadata={"help": "Passes over the forget set (TOFU: 10)."})
@@ -190,16 +200,6 @@ class WindowCounts(dict):
         return self[f"{group}/{what}"].clamp(min=1)
 
 
-@dataclass
-class SequenceLogps:
-    """Per-row summed label log-probs, label-token counts and (when requested) logits of one group."""
-
-    logps: torch.Tensor
-    num_tokens: torch.Tensor
-    token_logps: torch.Tensor
-    logits: torch.Tensor | None = None
-
-
 def _groups(batch: Mapping[str, Any]) -> list[str]:
     return [k[: -len("_input_ids")] for k in batch if k.endswith("_input_ids")]
 
@@ -232,14 +232,11 @@ def _as_rows(data: Any) -> Sequence[Mapping[str, Any]]:
 class UnlearnTrainerMixin:
     """Turns a TRL trainer into an unlearning trainer; see the module docstring.
 
-    Subclasses set ``_needs_reference`` (whether the forget term uses reference log-probs), ``_reference_groups``
-    (groups whose reference log-probs are needed) and implement :meth:`loss_terms`.
+    Subclasses set ``config_class`` and implement :meth:`build_objectives` (the method's objective(s) for a config);
+    the retain term and the objectives given as callbacks or ``objectives=`` are added by the mixin.
     """
 
     config_class: ClassVar[type]
-    _needs_reference: ClassVar[bool] = False
-    _reference_groups: ClassVar[tuple[str, ...]] = ("forget",)
-    _uses_retain_data: ClassVar[bool] = True
     loss_is_scaled_for_ga = True  # every term is normalised by whole-window counts (see module docstring)
 
     def __init__(
@@ -255,6 +252,7 @@ class UnlearnTrainerMixin:
         callbacks: list | None = None,
         optimizers: tuple = (None, None),
         quantization_config: Any = None,
+        objectives: Sequence[UnlearningObjective] | None = None,
     ) -> None:
         if isinstance(model, str):  # TRL loads it; map the bundled model's aliases to its cached folder first
             model = resolve_model_path(model)
@@ -266,66 +264,44 @@ class UnlearnTrainerMixin:
         forget_rows = _as_rows(forget_dataset)
         if not forget_rows:
             raise ValueError("forget_dataset is empty: there is nothing to unlearn.")
-        representation = [cb for cb in callbacks or [] if isinstance(cb, RepresentationCallback)]
-        output_retain = self._uses_retain_data and args.uses_retain
-        uses_retain = output_retain or any(cb.needs_retain for cb in representation)
-        if uses_retain and retain_dataset is None:
-            raise ValueError(
-                f"{type(self).__name__} with retain_loss_type={args.retain_loss_type!r} needs retain_dataset "
-                "(or set retain_loss_type='none' / retain_coeff=0)."
-                if output_retain
-                else f"{type(representation[0]).__name__} needs retain_dataset (its retain term keeps activations)."
-            )
-        if not uses_retain and retain_dataset is not None:
-            raise ValueError(
-                f"{type(self).__name__} with this config has no retain term, so retain_dataset would be ignored; "
-                "drop it, or use a method with a retain term (e.g. GradDiffTrainer)."
-            )
-        self._output_off = args.forget_coeff == 0 and not output_retain
-        if self._output_off and not representation:
-            raise ValueError(
-                "forget_coeff=0 without a retain loss leaves nothing to optimise; add a representation callback "
-                "(e.g. RMUCallback) or set forget_coeff > 0."
-            )
+        callbacks = list(callbacks or [])
+        extra = [*(objectives or []), *(cb for cb in callbacks if isinstance(cb, UnlearningObjective))]
+        self.objectives: list[UnlearningObjective] = [*self.objectives_for(args), *extra]
         peft_model = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
-        kl_retain = output_retain and args.retain_loss_type == "kl"
-        if ref_model is not None and not (self._needs_reference or kl_retain):
-            raise ValueError(f"{type(self).__name__} with this config uses no reference model; drop ref_model.")
-        if kl_retain and ref_model is None and not peft_model and args.precompute_ref_log_probs:
-            raise ValueError(
-                "retain_loss_type='kl' compares full next-token distributions with the reference at every step, "
-                "which cannot be precomputed: pass ref_model=, train a LoRA adapter (peft_config=, the reference is "
-                "then the model with the adapter disabled), or set precompute_ref_log_probs=False to let TRL load the "
-                "reference from the model's path."
-            )
-        if not (self._needs_reference or kl_retain) and not args.precompute_ref_log_probs:
-            # A reference-free objective: claiming "precomputed" keeps TRL from loading a reference copy of the model;
-            # our _precompute_ref_logps then has nothing to compute.
+        req = check_objectives(
+            self.objectives,
+            has_retain=retain_dataset is not None,
+            has_ref_model=ref_model is not None,
+            peft=peft_model,
+            precompute=args.precompute_ref_log_probs,
+            owner=type(self).__name__,
+        )
+        if not req.reference and not args.precompute_ref_log_probs:
+            # A reference-free objective: claiming "precomputed" keeps TRL from loading a reference copy of the model.
             args = dataclasses.replace(args, precompute_ref_log_probs=True)
-        needs_ref_model = self._needs_reference or kl_retain
-        if needs_ref_model and ref_model is None and not peft_model and not args.precompute_ref_log_probs:
+        if req.reference and ref_model is None and not peft_model and not args.precompute_ref_log_probs:
             path = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "")
             if not path:
                 raise ValueError(
                     "This model was built in memory (no _name_or_path), so TRL cannot load a reference copy of it: "
                     "pass ref_model=, use peft_config=, or (where the objective allows) precompute_ref_log_probs=True."
                 )
-        self._forget_rows = forget_rows
-        self._retain_rows = _as_rows(retain_dataset) if uses_retain else None
-        self._output_retain = output_retain
-        self._kl_retain = kl_retain
-        self._representation = representation
-        self._layout: list[tuple[str, int]] = []
-        from datasets import Dataset
+        self.requirements = req
+        self.extra_objectives = extra
+        if processing_class is None:
+            from transformers import AutoTokenizer
 
-        # TRL checks the training set's type and first row before handing it to _prepare_dataset, which builds the
-        # real (paired, tokenised) dataset; give it the forget rows.
-        seed_rows = Dataset.from_list([{"row": i} for i in range(len(forget_rows))])
+            path = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "")
+            processing_class = AutoTokenizer.from_pretrained(path)
+        tokenizer = self._tokenizer_of(processing_class)
+        self.forget_rows = forget_rows
+        forget = self._tokenize(forget_rows, tokenizer, args, "forget")
+        retain = self._tokenize(_as_rows(retain_dataset), tokenizer, args, "retain") if req.retain else None
         super().__init__(
             model=model,
             ref_model=ref_model,
             args=args,
-            train_dataset=seed_rows,
+            train_dataset=forget,  # the tokenised forget table; paired with retain rows once objectives added columns
             processing_class=processing_class,
             callbacks=callbacks,
             optimizers=optimizers,
@@ -334,21 +310,39 @@ class UnlearnTrainerMixin:
         )
         self.data_collator = DataCollatorForUnlearning(pad_token_id=self._tokenizer.pad_token_id)
         self.model.add_model_tags(["hf_unlearn", "unlearning"])
-        for cb in self.callback_handler.callbacks:  # EvalCallback logs through this trainer
-            if isinstance(cb, RepresentationCallback) and cb not in self._representation:
-                self._representation.append(cb)
-            if isinstance(cb, EvalCallback) and cb.trainer is None:
-                cb.trainer = self
-        for cb in self._representation:  # per-row annotations (e.g. fact tokens) once the model exists
-            if hasattr(cb, "annotate_forget"):
-                cb.annotate_forget(self, self._forget_rows, self.train_dataset.forget, self._tokenizer, self.args)
+        for cb in self.callback_handler.callbacks:
+            if isinstance(cb, TrainerBoundCallback):
+                cb.bind_trainer(self)
+            if isinstance(cb, UnlearningObjective) and cb not in self.objectives:  # added through add_callback
+                raise ValueError(
+                    f"{type(cb).__name__} is an unlearning objective; pass it in callbacks= when building the trainer "
+                    "(it must take part in set-up and data preparation)."
+                )
+        for objective in self.objectives:
+            objective.setup(self.model, self.args)
+        self.forget_dataset = self._prepare_forget(forget_rows, forget)
+        self.retain_dataset = retain
+        seed = self.args.seed if self.args.pairing_seed is None else self.args.pairing_seed
+        self.train_dataset = ForgetRetainDataset(
+            self.forget_dataset, retain, retain_per_forget=self.args.retain_per_forget, seed=seed
+        )
+
+    # ------------------------------------------------------------------------------------------- objectives
+
+    def build_objectives(self, args: Any) -> list[UnlearningObjective]:
+        """The method's own objective(s) for ``args`` (without the retain term, which the mixin adds)."""
+        raise NotImplementedError
+
+    def objectives_for(self, args: Any) -> list[UnlearningObjective]:
+        """The method's objectives and its retain term; a method objective with ``forget_coeff=0`` is left out."""
+        own = self.build_objectives(args) if args.forget_coeff > 0 else []
+        return [*own, *retain_objectives(args)]
 
     def _compact_path(self, reference: bool = False) -> bool:
         """Install (once) the label path on the policy or the reference model; ``False`` = TRL's fused head.
 
         Label log-probs then go through forward (DDP-safe) but are gathered before the LM head on every device: TRL's
-        fused head is compact only under Triton and scores every position (prompt included) elsewhere. Installed
-        lazily because TRL precomputes reference log-probs inside its ``__init__``.
+        fused head is compact only under Triton and scores every position (prompt included) elsewhere.
         """
         model = self.ref_model if reference and self.ref_model is not None else self.model
         return install_label_logprob_forward(_base_of(self.accelerator.unwrap_model(model)))
@@ -358,26 +352,49 @@ class UnlearnTrainerMixin:
     def _tokenizer_of(self, processing_class: Any) -> Any:
         return processing_class.tokenizer if isinstance(processing_class, ProcessorMixin) else processing_class
 
-    def tokenize_forget(self, rows: Sequence[Mapping[str, Any]], tokenizer: Any, args: Any) -> list[dict]:
-        """Tokenise the forget rows (methods with other targets, e.g. refusals, override this)."""
-        return tokenize_rows(rows, tokenizer, max_length=args.max_length, system_prompt=args.system_prompt)
+    @staticmethod
+    def _tokenize(rows: Sequence[Mapping[str, Any]], tokenizer: Any, args: Any, name: str) -> Any:
+        from datasets import Dataset
+
+        encoded = tokenize_rows(rows, tokenizer, max_length=args.max_length, system_prompt=args.system_prompt)
+        if not encoded:
+            raise ValueError(f"No {name} row has an answer token left after tokenisation; raise max_length.")
+        return Dataset.from_list(encoded)
+
+    def _prepare_forget(self, rows: Sequence[Mapping[str, Any]], forget: Any) -> Any:
+        """Add every objective's columns, then the precomputed reference log-probs, to the forget table."""
+        ctx = PrepareContext(
+            rows=rows,
+            forget=forget,
+            tokenizer=self._tokenizer,
+            model=self.model,
+            args=self.args,
+            device=self.accelerator.device,
+        )
+        for objective in self.objectives:
+            for column, values in objective.prepare(ctx).items():
+                if column in forget.column_names:
+                    raise ValueError(f"{objective.describe()} adds the column {column!r}, which already exists.")
+                if len(values) != len(forget):
+                    raise ValueError(
+                        f"{objective.describe()}.prepare returned {len(values)} values for {column!r}; expected one "
+                        f"per tokenised forget row ({len(forget)})."
+                    )
+                forget = forget.add_column(column, values)
+            ctx.forget = forget
+        if self.args.precompute_ref_log_probs:
+            forget = self._precompute_reference(forget)
+        return forget
 
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
+        """TRL's data hook: hf_unlearn tokenises before TRL sees the data, so the forget table passes unchanged."""
         if dataset_name != "train":
             raise ValueError("hf_unlearn trainers take no eval_dataset; evaluate with hf_unlearn.evaluation instead.")
-        tokenizer = self._tokenizer_of(processing_class)
-        forget = self.tokenize_forget(self._forget_rows, tokenizer, args)
-        if not forget:
-            raise ValueError("No forget row has an answer token left after tokenisation; raise max_length.")
-        retain = None
-        if self._retain_rows is not None:
-            retain = tokenize_rows(
-                self._retain_rows, tokenizer, max_length=args.max_length, system_prompt=args.system_prompt
-            )
-            if not retain:
-                raise ValueError("No retain row has an answer token left after tokenisation; raise max_length.")
-        seed = args.seed if args.pairing_seed is None else args.pairing_seed
-        return ForgetRetainDataset(forget, retain, retain_per_forget=args.retain_per_forget, seed=seed)
+        return dataset
+
+    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
+        """TRL's precompute hook: reference columns are added by :meth:`_precompute_reference` after set-up."""
+        return dataset
 
     def _set_signature_columns_if_needed(self) -> None:
         if self._signature_columns is None:
@@ -394,49 +411,53 @@ class UnlearnTrainerMixin:
             return use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
         return contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def reference_model(self, model: Any) -> Iterator[Any]:
+        """The frozen reference to call (no activation checkpointing): ``ref_model``, else ``model`` with its
+        adapter disabled under PEFT, else ``model`` itself."""
+        ref = self.ref_model if self.ref_model is not None else model
+        with _checkpointing_off(self.model, self.args.activation_checkpointing_kwargs), self._reference_context():
+            yield ref
+
     @torch.no_grad()
     def reference_logps(self, model: Any, input_ids, attention_mask, labels) -> torch.Tensor:
         """Per-row summed reference log-probs of ``labels`` (no gradient)."""
-        ref = self.ref_model if self.ref_model is not None else model
-        with (
-            _checkpointing_off(self.model, self.args.activation_checkpointing_kwargs),
-            self._reference_context(),
-            self.accelerator.autocast(),
-        ):
+        with self.reference_model(model) as ref, self.accelerator.autocast():
             compact = self._compact_path(reference=True)
             return _label_token_logps(ref, compact, input_ids, attention_mask, labels).sum(-1)
 
     @torch.no_grad()
     def reference_logits(self, model: Any, input_ids, attention_mask) -> torch.Tensor:
-        ref = self.ref_model if self.ref_model is not None else model
-        with (
-            _checkpointing_off(self.model, self.args.activation_checkpointing_kwargs),
-            self._reference_context(),
-            self.accelerator.autocast(),
-        ):
+        with self.reference_model(model) as ref, self.accelerator.autocast():
             return ref(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
-    def _precompute_ref_logps(self, dataset: Any, name: str, batch_size: int) -> Any:
-        """Reference log-probs of every forget sequence, computed once before training (NPO, IdkDPO).
+    def _precompute_reference(self, forget: Any) -> Any:
+        """Reference log-probs of every precomputable group, once before training, as columns ``<name>ref_logps``.
 
-        Runs with the model as it is at initialisation (the adapter disabled under PEFT) or ``ref_model``, and stores
-        ``<group>ref_logps`` on the forget rows; the training loop then needs no reference forward at all.
+        Runs with the model as it is at initialisation (the adapter disabled under PEFT) or ``ref_model``; the
+        training loop then needs no reference forward at all. Retain rows are drawn anew each epoch, so only
+        forget-derived groups are precomputed.
         """
-        if not self._needs_reference or not isinstance(dataset, ForgetRetainDataset):
-            return dataset
+        groups = [g for g in self.requirements.reference_groups if g == "forget" or g.startswith("forget_")]
+        if not groups:
+            return forget
         model = self.model
         was_training = model.training
         model.eval()
         collate = DataCollatorForUnlearning(pad_token_id=self._tokenizer.pad_token_id)
         device = self.accelerator.device
-        rows = dataset.forget
+        size = self.args.precompute_ref_batch_size or self.args.per_device_train_batch_size
         try:
-            for group in self._reference_groups:
+            for group in groups:
                 prefix = "" if group == "forget" else f"{group.removeprefix('forget_')}_"
-                for start in range(0, len(rows), batch_size):
-                    chunk = rows[start : start + batch_size]
+                values: list[float] = []
+                for start in range(0, len(forget), size):
+                    chunk = forget[start : start + size]
                     batch = collate(
-                        [{"input_ids": r[f"{prefix}input_ids"], "labels": r[f"{prefix}labels"]} for r in chunk]
+                        [
+                            {"input_ids": i, "labels": lab}
+                            for i, lab in zip(chunk[f"{prefix}input_ids"], chunk[f"{prefix}labels"], strict=True)
+                        ]
                     )
                     logps = self.reference_logps(
                         model,
@@ -444,12 +465,12 @@ class UnlearnTrainerMixin:
                         batch["attention_mask"].to(device),
                         batch["labels"].to(device),
                     )
-                    for r, v in zip(chunk, logps.tolist(), strict=True):
-                        r[f"{prefix}ref_logps"] = v
+                    values.extend(logps.tolist())
+                forget = forget.add_column(f"{prefix}ref_logps", values)
         finally:
             model.train(was_training)
-        logger.info("Precomputed reference log-probs for %d forget rows.", len(rows))
-        return dataset
+        logger.info("Precomputed reference log-probs of %s for %d forget rows.", ", ".join(groups), len(forget))
+        return forget
 
     # ------------------------------------------------------------------------------------------ accumulation
 
@@ -489,20 +510,25 @@ class UnlearnTrainerMixin:
     # -------------------------------------------------------------------------------------------- forward
 
     def sequence_logps(
-        self, model: Any, inputs: Mapping[str, torch.Tensor], groups: Sequence[str], *, logits_for: str | None = None
+        self,
+        model: Any,
+        inputs: Mapping[str, torch.Tensor],
+        groups: Sequence[str],
+        *,
+        logits_for: Sequence[str] = (),
     ) -> dict[str, SequenceLogps]:
         """Policy log-probs of several groups in ONE forward (rows concatenated along the batch).
 
         Log-probs are gathered at label positions before the LM head (no ``(B, T, V)`` logits; TRL's fused head for
-        models with logit scaling) unless ``logits_for`` names a group whose full logits are
-        needed (the KL retain term); then one ordinary forward serves all groups and label log-probs are gathered from
-        the logits at label positions only.
+        models with logit scaling) unless ``logits_for`` names groups whose full logits are needed (the KL retain
+        term); then one ordinary forward serves all groups and label log-probs are gathered from the logits at label
+        positions only.
         """
         ids, mask, labels = self._concat_groups(inputs, groups)
         target = labels[:, 1:]
         select = target != IGNORE_INDEX
         logits = None
-        if logits_for is None:
+        if not logits_for:
             token_logps = _label_token_logps(model, self._compact_path(), ids, mask, labels)
         else:
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
@@ -523,78 +549,91 @@ class UnlearnTrainerMixin:
                 logps=tl.sum(-1),
                 num_tokens=sel.sum(-1),
                 token_logps=tl,
-                logits=lg[:, :width] if lg is not None and g == logits_for else None,
+                logits=lg[:, :width] if lg is not None and g in logits_for else None,
             )
         return result
 
-    def policy_forward(
-        self, model: Any, inputs: Mapping[str, torch.Tensor], groups: Sequence[str] = ("forget",)
-    ) -> dict[str, SequenceLogps]:
-        """One forward over ``groups`` plus the retain rows when the objective has a retain term."""
-        if "retain_input_ids" in inputs:
-            groups = [*groups, "retain"]
-        return self.sequence_logps(model, inputs, groups, logits_for="retain" if self._kl_retain else None)
-
-    def add_retain(self, model: Any, inputs, outs: Mapping[str, SequenceLogps], terms: dict, metrics: dict):
-        """Add the retain term and its metric when the forward included retain rows; return ``(terms, metrics)``."""
-        if "retain" in outs and self._output_retain:
-            terms["retain"] = self.retain_term(model, inputs, outs["retain"])
-            metrics["logps/retain"] = outs["retain"].logps.detach().mean()
-        return terms, metrics
-
     def _concat_groups(self, inputs: Mapping[str, torch.Tensor], groups: Sequence[str]):
-        """Rows of several groups as one right-padded batch; remembers the row layout for representation hooks."""
+        """Rows of several groups as one right-padded batch."""
         length = max(inputs[f"{g}_input_ids"].shape[1] for g in groups)
         pad = self._tokenizer.pad_token_id
         ids = torch.cat([_pad_to(inputs[f"{g}_input_ids"], length, pad) for g in groups])
         mask = torch.cat([_pad_to(inputs[f"{g}_attention_mask"], length, 0) for g in groups])
         labels = torch.cat([_pad_to(inputs[f"{g}_labels"], length, IGNORE_INDEX) for g in groups])
-        self._layout = [(g, inputs[f"{g}_input_ids"].shape[0]) for g in groups]
         return ids, mask, labels
 
-    def representation_forward(self, model: Any, inputs: Mapping[str, torch.Tensor]) -> None:
-        """Forward for representation objectives alone: forget and retain rows, stopped after the deepest hooked
-        layer (no later layer, LM head or logits)."""
-        groups = ["forget", "retain"] if "retain_input_ids" in inputs else ["forget"]
+    def _truncated_forward(self, model: Any, inputs: Mapping[str, torch.Tensor], groups: Sequence[str]) -> None:
+        """Forward for hook-only objectives: the rows of ``groups``, stopped after the deepest hooked layer (no later
+        layer, LM head or logits)."""
         ids, mask, _ = self._concat_groups(inputs, groups)
-        with stop_after(model, max(cb.layer for cb in self._representation)):
+        with stop_after(model, max(self.requirements.hooked_layers)):
             model(input_ids=ids, attention_mask=mask, use_cache=False)
 
-    def retain_term(self, model: Any, inputs: Mapping[str, torch.Tensor], out: SequenceLogps) -> LossTerm:
-        """The weighted retain regulariser as a :data:`LossTerm`."""
-        coeff = self.args.retain_coeff
-        if self.args.retain_loss_type == "nll":
-            return LossTerm(-coeff * out.logps.sum(), "retain", "tokens")
-        mask = inputs["retain_attention_mask"]
-        ref_logits = self.reference_logits(model, inputs["retain_input_ids"], mask)
-        kl = forward_kl(out.logits, ref_logits)
-        if self.args.kl_all_positions:  # parity: every padded position, as the reference code
-            return LossTerm(coeff * kl.sum(), "retain", "padded")
-        return LossTerm(coeff * (kl * mask).sum(), "retain", "positions")
+    def _forget_batches(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        rows, device = self.forget_dataset, self.accelerator.device
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            batch = self.data_collator(
+                [{"input_ids": i, "labels": lab} for i, lab in zip(chunk["input_ids"], chunk["labels"], strict=True)]
+            )
+            yield {k: v.to(device) for k, v in batch.items()}
+
+    def _stop_training(self) -> None:
+        self.control.should_training_stop = True
 
     # ------------------------------------------------------------------------------------------------ loss
-
-    def loss_terms(
-        self, model: Any, inputs: Mapping[str, torch.Tensor]
-    ) -> tuple[dict[str, LossTerm], dict[str, torch.Tensor]]:
-        """Return ``(terms, metrics)``: the weighted loss terms (sums + what normalises them) and batch metrics."""
-        raise NotImplementedError
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         local = self._count_window([inputs], inputs[next(iter(inputs))].device, across_ranks=False)
         window = num_items_in_batch if isinstance(num_items_in_batch, WindowCounts) else local
+        req = self.requirements
+        groups = [g for g in req.forward_groups if f"{g}_input_ids" in inputs]
+        captured: dict[int, Any] = {}
         with contextlib.ExitStack() as stack:
-            for cb in self._representation:
-                stack.enter_context(cb.capturing(model))
-            if self._output_off:
-                terms, metrics = {}, {}
-                self.representation_forward(model, inputs)
+            for objective in self.objectives:
+                captured[id(objective)] = stack.enter_context(objective.capturing(model))
+            if any(o.logp_groups for o in self.objectives):
+                logps = self.sequence_logps(model, inputs, groups, logits_for=req.logits_groups)
             else:
-                terms, metrics = self.loss_terms(model, inputs)
-        for cb in self._representation:
-            cb_terms, cb_metrics = cb.loss_terms(self, model, inputs, self._layout)
-            terms.update(cb_terms)
-            metrics.update(cb_metrics)
+                logps = {}
+                self._truncated_forward(model, inputs, groups)
+        slices, start = {}, 0
+        for g in groups:
+            n = inputs[f"{g}_input_ids"].shape[0]
+            slices[g], start = slice(start, start + n), start + n
+
+        def live_logps(group: str) -> torch.Tensor:
+            return self.reference_logps(
+                model, inputs[f"{group}_input_ids"], inputs[f"{group}_attention_mask"], inputs[f"{group}_labels"]
+            )
+
+        ctx = StepContext(
+            model=model,
+            batch=inputs,
+            args=self.args,
+            step=self.state.global_step + 1,
+            training=model.training,
+            slices=slices,
+            logps=logps,
+            captured=captured,
+            _reference_logps=live_logps,
+            _reference_logits=lambda g: self.reference_logits(
+                model, inputs[f"{g}_input_ids"], inputs[f"{g}_attention_mask"]
+            ),
+            _reference=lambda: self.reference_model(model),
+            _sequence_logps=lambda gs: self.sequence_logps(model, inputs, list(gs)),
+            _forget_batches=self._forget_batches,
+            _stop=self._stop_training,
+        )
+        terms: dict[str, LossTerm] = {}
+        metrics: dict[str, Any] = {}
+        for objective in self.objectives:
+            obj_terms, obj_metrics = objective.loss_terms(inputs, ctx)
+            clash = set(obj_terms) & set(terms)
+            if clash:
+                raise ValueError(f"{objective.describe()} returns loss terms {sorted(clash)} that another returns.")
+            terms.update(obj_terms)
+            metrics.update(obj_metrics)
         per_batch = {name: t.total / local.get_count(t.group, t.what) for name, t in terms.items()}
         values = torch.stack([v.detach().float() for v in per_batch.values()])
         if not torch.isfinite(values).all():
@@ -616,15 +655,12 @@ class UnlearnTrainerMixin:
     # -------------------------------------------------------------------------------------------- Hub
 
     def _base_model_id(self) -> str:
-        from ..hub.cards import BUNDLED_HUB_ID
-        from ..models import BUNDLED_MODEL_NAME
-
         model = self.accelerator.unwrap_model(self.model)
         if is_peft_model(model):
             base = next(iter(model.peft_config.values())).base_model_name_or_path or ""
         else:
             base = getattr(model.config, "_name_or_path", "") or ""
-        return BUNDLED_HUB_ID if base.rstrip("/").split("/")[-1] == BUNDLED_MODEL_NAME else (base or "unknown")
+        return BUNDLED_HUB_ID if is_bundled_model(base) else (base or "unknown")
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
         """Write hf_unlearn's card (see :mod:`hf_unlearn.hub.cards`) to ``output_dir/README.md``.
@@ -652,17 +688,17 @@ class UnlearnTrainerMixin:
             "max_steps",
         )
         hyper = {k: getattr(a, k) for k in keys if hasattr(a, k) and getattr(a, k) is not None}
-        if self._representation:
-            hyper["callbacks"] = ", ".join(f"{type(cb).__name__}(layer={cb.layer})" for cb in self._representation)
+        if self.extra_objectives:
+            hyper["callbacks"] = ", ".join(o.describe() for o in self.extra_objectives)
         card = build_model_card(
             repo_id=a.hub_model_id or model_name or os.path.basename(os.path.normpath(a.output_dir)),
             base_model=self._base_model_id(),
             method=self._name,
             is_adapter=is_peft_model(self.accelerator.unwrap_model(self.model)),
             forget_name=kwargs.get("forget_name") or dataset_name or "forget set",
-            forget_size=len(self._forget_rows),
-            retain_name=kwargs.get("retain_name") or ("retain set" if self._retain_rows is not None else "-"),
-            retain_size=len(self._retain_rows or []),
+            forget_size=len(self.forget_dataset),
+            retain_name=kwargs.get("retain_name") or ("retain set" if self.retain_dataset is not None else "-"),
+            retain_size=len(self.retain_dataset) if self.retain_dataset is not None else 0,
             hyperparameters=hyper,
             metrics=kwargs.get("metrics"),
             plot=kwargs.get("plot"),
@@ -689,9 +725,3 @@ class UnlearnTrainerMixin:
         return push_unlearned(
             a.output_dir, repo_id, private=private, token=token or a.hub_token, commit_message=commit_message
         )
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
-        with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None

@@ -1,15 +1,18 @@
-"""Gradient Ascent and Gradient Difference: the simplest unlearning baselines (spec methods.md section 1)."""
+"""Gradient Ascent and Gradient Difference: the simplest unlearning baselines (Jang et al. 2023, arXiv 2210.01504;
+Yao et al. 2023, arXiv 2310.10683)."""
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 
 import torch
 from trl import KTOConfig, KTOTrainer
 
-from .base import KTOLossTypeGuard, LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..objective import LossTerm, UnlearningObjective
+from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
 
-__all__ = ["GradAscentConfig", "GradAscentTrainer", "GradDiffConfig", "GradDiffTrainer"]
+__all__ = ["AscentObjective", "GradAscentConfig", "GradAscentTrainer", "GradDiffConfig", "GradDiffTrainer"]
 
 
 @dataclass
@@ -81,47 +84,64 @@ class GradDiffConfig(UnlearnConfigMixin, _AscentOptions, KTOLossTypeGuard, KTOCo
     """
 
 
-class _AscentMixin:
-    def ascent_terms(self, model, inputs):
-        outs = self.policy_forward(model, inputs)
-        forget = outs["forget"]
-        a = self.args
+class AscentObjective(UnlearningObjective):
+    """``-coeff`` times the token-mean NLL of the forget answers, with optional collapse guards: a per-token NLL
+    ceiling above which no gradient flows, and a stop once a batch's forget NLL reaches ``stop_at_nll``."""
+
+    name = "ascent"
+    logp_groups = ("forget",)
+
+    def __init__(self, coeff: float = 1.0, *, nll_ceiling: float | None = None, stop_at_nll: float | None = None):
+        self.coeff, self.nll_ceiling, self.stop_at_nll = coeff, nll_ceiling, stop_at_nll
+
+    def loss_terms(self, batch, ctx):
+        forget = ctx.logps["forget"]
         token_nll = -forget.token_logps
-        if a.forget_nll_ceiling is not None:
-            token_nll = torch.clamp(token_nll, max=a.forget_nll_ceiling)
-        terms = {"forget": LossTerm(-a.forget_coeff * token_nll.sum(), "forget", "tokens")}
+        if self.nll_ceiling is not None:
+            token_nll = torch.clamp(token_nll, max=self.nll_ceiling)
+        terms = {"forget": LossTerm(-self.coeff * token_nll.sum(), "forget", "tokens")}
         batch_nll = (-forget.logps.detach().sum() / forget.num_tokens.sum().clamp(min=1)).float()
         metrics = {"nll/forget": batch_nll, "logps/forget": forget.logps.detach().mean()}
-        self.add_retain(model, inputs, outs, terms, metrics)
-        if a.stop_at_forget_nll is not None and model.training and float(batch_nll) >= a.stop_at_forget_nll:
-            self.control.should_training_stop = True
-            self._metrics["train"]["stopped_at_forget_nll"].append(float(batch_nll))
+        if self.stop_at_nll is not None and ctx.training and float(batch_nll) >= self.stop_at_nll:
+            ctx.request_stop()
+            metrics["stopped_at_forget_nll"] = batch_nll
         return terms, metrics
 
 
-class GradAscentTrainer(_AscentMixin, UnlearnTrainerMixin, KTOTrainer):
+def _ascent(args) -> list[UnlearningObjective]:
+    return [
+        AscentObjective(args.forget_coeff, nll_ceiling=args.forget_nll_ceiling, stop_at_nll=args.stop_at_forget_nll)
+    ]
+
+
+class GradAscentTrainer(UnlearnTrainerMixin, KTOTrainer):
     """Unlearning by gradient ascent on the forget answers (no retain term, no reference)."""
 
     config_class = GradAscentConfig
-    _uses_retain_data = False
     _tag_names = ["trl", "hf_unlearn", "unlearning", "gradient-ascent"]
     _name = "GradAscent"
     _paper = {
         "title": "Knowledge Unlearning for Mitigating Privacy Risks in Language Models",
         "id": "2210.01504",
-        "citation": (
-            "@inproceedings{jang2023knowledge,\n    title        = {{Knowledge Unlearning for Mitigating Privacy Risks "
-            "in Language Models}},\n    author       = {Joel Jang and Dongkeun Yoon and Sohee Yang and Sungmin Cha and "
-            "Moontae Lee and Lajanugen Logeswaran and Minjoon Seo},\n    year         = 2023,\n    booktitle    = "
-            "{Proceedings of the 61st Annual Meeting of the Association for Computational Linguistics},\n}"
-        ),
+        "citation": textwrap.dedent(
+            """
+            @inproceedings{jang2023knowledge,
+                title        = {{Knowledge Unlearning for Mitigating Privacy Risks in Language Models}},
+                author       = {Joel Jang and Dongkeun Yoon and Sohee Yang and Sungmin Cha and Moontae Lee and
+                                Lajanugen Logeswaran and Minjoon Seo},
+                year         = 2023,
+                booktitle    = {Proceedings of the 61st Annual Meeting of the Association for Computational
+                                Linguistics},
+            }
+            """
+        ).strip(),
     }
 
-    def loss_terms(self, model, inputs):
-        return self.ascent_terms(model, inputs)
+    def build_objectives(self, args):
+        return _ascent(args)
 
 
-class GradDiffTrainer(_AscentMixin, UnlearnTrainerMixin, KTOTrainer):
+class GradDiffTrainer(UnlearnTrainerMixin, KTOTrainer):
     """Unlearning by gradient difference: ascend on the forget answers, descend on retain answers (or keep the
     retain distributions close to the reference with the KL variant)."""
 
@@ -131,12 +151,17 @@ class GradDiffTrainer(_AscentMixin, UnlearnTrainerMixin, KTOTrainer):
     _paper = {
         "title": "Large Language Model Unlearning",
         "id": "2310.10683",
-        "citation": (
-            "@article{yao2023large,\n    title        = {{Large Language Model Unlearning}},\n    author       = "
-            "{Yuanshun Yao and Xiaojun Xu and Yang Liu},\n    year         = 2023,\n    journal      = {arXiv preprint "
-            "arXiv:2310.10683},\n}"
-        ),
+        "citation": textwrap.dedent(
+            """
+            @article{yao2023large,
+                title        = {{Large Language Model Unlearning}},
+                author       = {Yuanshun Yao and Xiaojun Xu and Yang Liu},
+                year         = 2023,
+                journal      = {arXiv preprint arXiv:2310.10683},
+            }
+            """
+        ).strip(),
     }
 
-    def loss_terms(self, model, inputs):
-        return self.ascent_terms(model, inputs)
+    def build_objectives(self, args):
+        return _ascent(args)

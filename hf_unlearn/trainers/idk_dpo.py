@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig, DPOTrainer
 
-from ..data.tokenization import tokenize_rows
-from .base import LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
-from .idk import TOFU_PAPER, with_refusals
+from ..objective import LossTerm
+from .base import UnlearnConfigMixin, UnlearnTrainerMixin
+from .idk import TOFU_PAPER, RefusalObjective
 from .losses import dpo_loss
 
-__all__ = ["IdkDPOConfig", "IdkDPOTrainer"]
+__all__ = ["IdkDPOConfig", "IdkDPOObjective", "IdkDPOTrainer"]
 
 
 @dataclass
@@ -20,7 +20,7 @@ class IdkDPOConfig(UnlearnConfigMixin, DPOConfig):
 
     The loss is `forget_coeff * L_DPO + retain_coeff * R` with
     `L_DPO = -(scale) * mean_b logsigmoid(beta * ((log pi(y_idk) - log ref(y_idk)) - (log pi(y_f) - log ref(y_f))))`
-    (spec methods.md section 4, open-unlearning `DPO.yaml` defaults). The refusal of each forget row is drawn once
+    (TOFU, arXiv 2401.06121; open-unlearning's `DPO.yaml` defaults). The refusal of each forget row is drawn once
     from `seed`, so both reference log-probs are precomputed before training.
 
     Parameters:
@@ -55,52 +55,50 @@ class IdkDPOConfig(UnlearnConfigMixin, DPOConfig):
     )
 
 
-class IdkDPOTrainer(UnlearnTrainerMixin, DPOTrainer):
-    """Unlearning by preferring a refusal over the forget answer, relative to the reference model."""
+class IdkDPOObjective(RefusalObjective):
+    """``coeff`` times DPO with the refusal (group ``forget_idk``) as the chosen and the forget answer as the rejected
+    response, both against the reference."""
 
-    config_class = IdkDPOConfig
-    _needs_reference = True
-    _reference_groups = ("forget", "forget_idk")
-    _tag_names = ["trl", "hf_unlearn", "unlearning", "idk-dpo"]
-    _name = "IdkDPO"
-    _paper = TOFU_PAPER
+    name = "idk_dpo"
+    logp_groups = ("forget_idk", "forget")
+    reference_groups = ("forget", "forget_idk")
 
-    def tokenize_forget(self, rows, tokenizer, args):
-        kwargs = {"max_length": args.max_length, "system_prompt": args.system_prompt}
-        originals = tokenize_rows(rows, tokenizer, **kwargs)
-        refusals = {
-            r["index"]: r
-            for r in tokenize_rows(with_refusals(rows, args.idk_responses, args.seed), tokenizer, **kwargs)
-        }
-        paired = []
-        for row in originals:
-            idk = refusals.get(row["index"])
-            if idk is None:
-                continue
-            paired.append({**row, "idk_input_ids": idk["input_ids"], "idk_labels": idk["labels"]})
-        return paired
+    def __init__(
+        self,
+        beta: float = 0.1,
+        loss_scale: float | None = None,
+        coeff: float = 1.0,
+        *,
+        responses: list[str] | None = None,
+        seed: int = 42,
+    ) -> None:
+        self.beta, self.loss_scale, self.coeff = beta, loss_scale, coeff
+        self.responses, self.seed = responses, seed
 
-    def loss_terms(self, model, inputs):
-        outs = self.policy_forward(model, inputs, ("forget_idk", "forget"))
-        chosen, rejected = outs["forget_idk"], outs["forget"]
-        if "forget_ref_logps" in inputs:
-            ref_rejected = inputs["forget_ref_logps"].to(rejected.logps)
-            ref_chosen = inputs["forget_idk_ref_logps"].to(chosen.logps)
-        else:
-            ref_rejected = self.reference_logps(
-                model, inputs["forget_input_ids"], inputs["forget_attention_mask"], inputs["forget_labels"]
-            )
-            ref_chosen = self.reference_logps(
-                model, inputs["forget_idk_input_ids"], inputs["forget_idk_attention_mask"], inputs["forget_idk_labels"]
-            )
-        a = self.args
-        per_row = dpo_loss(chosen.logps, rejected.logps, ref_chosen, ref_rejected, a.beta, a.loss_scale)
-        terms = {"forget": LossTerm(a.forget_coeff * per_row.sum(), "forget", "rows")}
+    def loss_terms(self, batch, ctx):
+        chosen, rejected = ctx.logps["forget_idk"], ctx.logps["forget"]
+        ref_rejected = ctx.reference_logps("forget")
+        ref_chosen = ctx.reference_logps("forget_idk")
+        per_row = dpo_loss(chosen.logps, rejected.logps, ref_chosen, ref_rejected, self.beta, self.loss_scale)
+        terms = {"forget": LossTerm(self.coeff * per_row.sum(), "forget", "rows")}
         margin = (chosen.logps.detach() - ref_chosen) - (rejected.logps.detach() - ref_rejected)
         metrics = {
             "logps/forget": rejected.logps.detach().mean(),
             "logps/forget_idk": chosen.logps.detach().mean(),
-            "rewards/margin": (a.beta * margin).mean(),
+            "rewards/margin": (self.beta * margin).mean(),
             "rewards/accuracy": (margin > 0).float().mean(),
         }
-        return self.add_retain(model, inputs, outs, terms, metrics)
+        return terms, metrics
+
+
+class IdkDPOTrainer(UnlearnTrainerMixin, DPOTrainer):
+    """Unlearning by preferring a refusal over the forget answer, relative to the reference model."""
+
+    config_class = IdkDPOConfig
+    _tag_names = ["trl", "hf_unlearn", "unlearning", "idk-dpo"]
+    _name = "IdkDPO"
+    _paper = TOFU_PAPER
+
+    def build_objectives(self, args):
+        a = args
+        return [IdkDPOObjective(a.beta, a.loss_scale, a.forget_coeff, responses=a.idk_responses, seed=a.seed)]

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 from trl import KTOConfig, KTOTrainer
 
-from ..data.tokenization import tokenize_rows
-from .base import KTOLossTypeGuard, LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
-from .idk import TOFU_PAPER, with_refusals
+from ..objective import LossTerm
+from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from .idk import TOFU_PAPER, RefusalObjective
 
-__all__ = ["IdkSFTConfig", "IdkSFTTrainer"]
+__all__ = ["IdkSFTConfig", "IdkSFTObjective", "IdkSFTTrainer"]
 
 
 @dataclass
@@ -18,7 +18,7 @@ class IdkSFTConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     r"""Configuration for [`IdkSFTTrainer`].
 
     The loss is `forget_coeff * NLL_bar(refusal | forget question) + retain_coeff * R`: plain supervised learning
-    of a refusal on forget questions, no preference term and no reference model (spec methods.md section 4). Both
+    of a refusal on forget questions, no preference term and no reference model (TOFU, arXiv 2401.06121). Both
     NLLs are token means, forget and retain rows share one forward.
 
     Parameters:
@@ -39,6 +39,22 @@ class IdkSFTConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     idk_responses: list[str] | None = field(default=None, metadata={"help": "Refusal pool (default: built-in)."})
 
 
+class IdkSFTObjective(RefusalObjective):
+    """``coeff`` times the token-mean NLL of a refusal to each forget question (group ``forget_idk``: one refusal
+    per forget row, drawn once from ``seed``)."""
+
+    name = "idk_sft"
+    logp_groups = ("forget_idk",)
+
+    def __init__(self, coeff: float = 1.0, *, responses: list[str] | None = None, seed: int = 42) -> None:
+        self.coeff, self.responses, self.seed = coeff, responses, seed
+
+    def loss_terms(self, batch, ctx):
+        idk = ctx.logps["forget_idk"]
+        terms = {"forget": LossTerm(-self.coeff * idk.logps.sum(), "forget_idk", "tokens")}
+        return terms, {"logps/forget_idk": idk.logps.detach().mean()}
+
+
 class IdkSFTTrainer(UnlearnTrainerMixin, KTOTrainer):
     """Unlearning by teaching the model to answer forget questions with a refusal instead of the fact."""
 
@@ -47,13 +63,5 @@ class IdkSFTTrainer(UnlearnTrainerMixin, KTOTrainer):
     _name = "IdkSFT"
     _paper = TOFU_PAPER
 
-    def tokenize_forget(self, rows, tokenizer, args):
-        refusals = with_refusals(rows, args.idk_responses, args.seed)
-        return tokenize_rows(refusals, tokenizer, max_length=args.max_length, system_prompt=args.system_prompt)
-
-    def loss_terms(self, model, inputs):
-        outs = self.policy_forward(model, inputs)
-        forget = outs["forget"]
-        terms = {"forget": LossTerm(-self.args.forget_coeff * forget.logps.sum(), "forget", "tokens")}
-        metrics = {"logps/forget_idk": forget.logps.detach().mean()}
-        return self.add_retain(model, inputs, outs, terms, metrics)
+    def build_objectives(self, args):
+        return [IdkSFTObjective(args.forget_coeff, responses=args.idk_responses, seed=args.seed)]

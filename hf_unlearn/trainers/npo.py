@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 
 from trl import KTOConfig, KTOTrainer
 
-from .base import KTOLossTypeGuard, LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..objective import LossTerm, UnlearningObjective
+from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
 from .losses import npo_loss, npo_weights
 
-__all__ = ["NPOConfig", "NPOTrainer"]
+__all__ = ["NPOConfig", "NPOObjective", "NPOTrainer"]
 
 
 @dataclass
@@ -18,8 +20,8 @@ class NPOConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
 
     The loss is `forget_coeff * L_NPO + retain_coeff * R` with
     `L_NPO = -(scale) * mean_b logsigmoid(beta * (S_theta(b) - S_ref(b)))`, `S` the summed NLL of the forget answer
-    and `scale = 2 / beta` by default (spec methods.md section 2). `retain_loss_type="nll"` (default) is NPO-RT,
-    `"kl"` is NPO-KL, `"none"` is plain NPO. Defaults follow the TOFU recipe of the reference code.
+    and `scale = 2 / beta` by default, as in the paper's code (arXiv 2404.05868). `retain_loss_type="nll"` (default)
+    is NPO-RT, `"kl"` is NPO-KL, `"none"` is plain NPO. Defaults follow the TOFU recipe of the reference code.
 
     Parameters:
         > Parameters that control the objective
@@ -58,6 +60,30 @@ class NPOConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     )
 
 
+class NPOObjective(UnlearningObjective):
+    """``coeff * L_NPO`` on the forget rows: ``-(scale) * logsigmoid(beta * (S_theta - S_ref))`` per row, with ``S``
+    the summed NLL of the answer (Zhang et al. 2024, arXiv 2404.05868)."""
+
+    name = "npo"
+    logp_groups = ("forget",)
+    reference_groups = ("forget",)
+
+    def __init__(self, beta: float = 0.1, loss_scale: float | None = None, coeff: float = 1.0) -> None:
+        self.beta, self.loss_scale, self.coeff = beta, loss_scale, coeff
+
+    def loss_terms(self, batch, ctx):
+        forget = ctx.logps["forget"]
+        ref = ctx.reference_logps("forget")
+        per_row = npo_loss(forget.logps, ref, self.beta, self.loss_scale)
+        terms = {"forget": LossTerm(self.coeff * per_row.sum(), "forget", "rows")}
+        metrics = {
+            "logps/forget": forget.logps.detach().mean(),
+            "logps/forget_ref": ref.mean(),
+            "npo/weight": npo_weights(forget.logps.detach(), ref, self.beta).mean(),
+        }
+        return terms, metrics
+
+
 class NPOTrainer(UnlearnTrainerMixin, KTOTrainer):
     """Unlearning with NPO: gradient ascent on the forget set, weighted by how much more likely the current model
     finds each forget answer than the reference, so forgotten samples stop pulling (bounded, slower collapse).
@@ -78,35 +104,22 @@ class NPOTrainer(UnlearnTrainerMixin, KTOTrainer):
     """
 
     config_class = NPOConfig
-    _needs_reference = True
     _tag_names = ["trl", "hf_unlearn", "unlearning", "npo"]
     _name = "NPO"
     _paper = {
         "title": "Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
         "id": "2404.05868",
-        "citation": (
-            "@inproceedings{zhang2024negative,\n    title        = {{Negative Preference Optimization: From "
-            "Catastrophic Collapse to Effective Unlearning}},\n    author       = {Ruiqi Zhang and Licong Lin and Yu "
-            "Bai and Song Mei},\n    year         = 2024,\n    booktitle    = {First Conference on Language "
-            "Modeling},\n}"
-        ),
+        "citation": textwrap.dedent(
+            """
+            @inproceedings{zhang2024negative,
+                title        = {{Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning}},
+                author       = {Ruiqi Zhang and Licong Lin and Yu Bai and Song Mei},
+                year         = 2024,
+                booktitle    = {First Conference on Language Modeling},
+            }
+            """
+        ).strip(),
     }
 
-    def loss_terms(self, model, inputs):
-        outs = self.policy_forward(model, inputs)
-        forget = outs["forget"]
-        if "forget_ref_logps" in inputs:
-            ref = inputs["forget_ref_logps"].to(forget.logps)
-        else:
-            ref = self.reference_logps(
-                model, inputs["forget_input_ids"], inputs["forget_attention_mask"], inputs["forget_labels"]
-            )
-        beta = self.args.beta
-        per_row = npo_loss(forget.logps, ref, beta, self.args.loss_scale)
-        terms = {"forget": LossTerm(self.args.forget_coeff * per_row.sum(), "forget", "rows")}
-        metrics = {
-            "logps/forget": forget.logps.detach().mean(),
-            "logps/forget_ref": ref.mean(),
-            "npo/weight": npo_weights(forget.logps.detach(), ref, beta).mean(),
-        }
-        return self.add_retain(model, inputs, outs, terms, metrics)
+    def build_objectives(self, args):
+        return [NPOObjective(args.beta, args.loss_scale, args.forget_coeff)]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 
 from trl import KTOConfig, KTOTrainer
 
-from .base import KTOLossTypeGuard, LossTerm, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..objective import LossTerm, UnlearningObjective
+from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
 from .losses import simnpo_loss
 
-__all__ = ["SimNPOConfig", "SimNPOTrainer"]
+__all__ = ["SimNPOConfig", "SimNPOObjective", "SimNPOTrainer"]
 
 
 @dataclass
@@ -17,7 +19,7 @@ class SimNPOConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     r"""Configuration for [`SimNPOTrainer`].
 
     The loss is `forget_coeff * L_SimNPO + retain_coeff * R` with
-    `L_SimNPO = -(scale) * mean_b logsigmoid(beta * S(b) / |y_b| - gamma)` (paper form; spec methods.md section 3).
+    `L_SimNPO = -(scale) * mean_b logsigmoid(beta * S(b) / |y_b| - gamma)` (the form of the paper, arXiv 2410.07163).
     No reference model is loaded. Defaults are the TOFU forget10 setting of the reference code.
 
     Parameters:
@@ -53,40 +55,73 @@ class SimNPOConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     forget_coeff: float = field(default=0.125, metadata={"help": "Weight of the SimNPO term."})
 
 
+class SimNPOObjective(UnlearningObjective):
+    """``coeff * L_SimNPO`` on the forget rows: ``-(scale) * logsigmoid(beta * S / |y| - gamma)`` per row, no
+    reference (Fan et al. 2025, arXiv 2410.07163)."""
+
+    name = "simnpo"
+    logp_groups = ("forget",)
+
+    def __init__(
+        self,
+        beta: float = 4.5,
+        gamma: float = 0.0,
+        *,
+        margin_scaled_by_beta: bool = False,
+        loss_scale: float | None = None,
+        coeff: float = 0.125,
+    ) -> None:
+        self.beta, self.gamma, self.margin_scaled_by_beta = beta, gamma, margin_scaled_by_beta
+        self.loss_scale, self.coeff = loss_scale, coeff
+
+    def loss_terms(self, batch, ctx):
+        forget = ctx.logps["forget"]
+        per_row = simnpo_loss(
+            forget.logps,
+            forget.num_tokens,
+            self.beta,
+            self.gamma,
+            margin_scaled_by_beta=self.margin_scaled_by_beta,
+            scale=self.loss_scale,
+        )
+        terms = {"forget": LossTerm(self.coeff * per_row.sum(), "forget", "rows")}
+        metrics = {
+            "logps/forget": forget.logps.detach().mean(),
+            "nll/forget": (-forget.logps / forget.num_tokens).mean(),
+        }
+        return terms, metrics
+
+
 class SimNPOTrainer(UnlearnTrainerMixin, KTOTrainer):
     """Unlearning with SimNPO: NPO without a reference model, on the length-normalised forget NLL, so short and
     long answers are pushed alike and no reference bias favours already-forgotten samples."""
 
     config_class = SimNPOConfig
-    _needs_reference = False
     _tag_names = ["trl", "hf_unlearn", "unlearning", "simnpo"]
     _name = "SimNPO"
     _paper = {
         "title": "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning",
         "id": "2410.07163",
-        "citation": (
-            "@article{fan2024simplicity,\n    title        = {{Simplicity Prevails: Rethinking Negative Preference "
-            "Optimization for LLM Unlearning}},\n    author       = {Chongyu Fan and Jiancheng Liu and Licong Lin and "
-            "Jinghan Jia and Ruiqi Zhang and Song Mei and Sijia Liu},\n    year         = 2024,\n    journal      = "
-            "{arXiv preprint arXiv:2410.07163},\n}"
-        ),
+        "citation": textwrap.dedent(
+            """
+            @article{fan2024simplicity,
+                title        = {{Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning}},
+                author       = {Chongyu Fan and Jiancheng Liu and Licong Lin and Jinghan Jia and Ruiqi Zhang and Song
+                                Mei and Sijia Liu},
+                year         = 2024,
+                journal      = {arXiv preprint arXiv:2410.07163},
+            }
+            """
+        ).strip(),
     }
 
-    def loss_terms(self, model, inputs):
-        outs = self.policy_forward(model, inputs)
-        forget = outs["forget"]
-        a = self.args
-        per_row = simnpo_loss(
-            forget.logps,
-            forget.num_tokens,
-            a.beta,
-            a.gamma,
-            margin_scaled_by_beta=a.margin_scaled_by_beta,
-            scale=a.loss_scale,
-        )
-        terms = {"forget": LossTerm(a.forget_coeff * per_row.sum(), "forget", "rows")}
-        metrics = {
-            "logps/forget": forget.logps.detach().mean(),
-            "nll/forget": (-forget.logps / forget.num_tokens).mean(),
-        }
-        return self.add_retain(model, inputs, outs, terms, metrics)
+    def build_objectives(self, args):
+        return [
+            SimNPOObjective(
+                args.beta,
+                args.gamma,
+                margin_scaled_by_beta=args.margin_scaled_by_beta,
+                loss_scale=args.loss_scale,
+                coeff=args.forget_coeff,
+            )
+        ]

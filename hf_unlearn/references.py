@@ -37,7 +37,7 @@ class References:
 
     def evaluate(self, model: Any, tokenizer: Any) -> Any:
         """TOFU-style evaluation against the retain reference (none while the reference itself is evaluated)."""
-        from hf_unlearn.evaluation import evaluate_tofu
+        from .evaluation import evaluate_tofu
 
         return evaluate_tofu(
             model,
@@ -50,8 +50,8 @@ class References:
 
     def _evaluate_saved(self, name: str, path: Path) -> Any:
         """The saved evaluation ``<name>_eval.json`` of the model at ``path``, computed and saved if missing."""
-        import hf_unlearn as hu
-        from hf_unlearn.evaluation import EvalResult
+        from . import models as hu
+        from .evaluation import EvalResult
 
         cached = self.eval_cache / f"{name}_eval.json"
         if cached.is_file():
@@ -73,15 +73,15 @@ def prepare_references(
     log: Any = print,
 ) -> References:
     """Fine-tune (or load from the cache) the retain and target models for ``bench`` and evaluate both."""
-    from hf_unlearn.data.fictitious_authors import GENERATOR_VERSION
-    from hf_unlearn.evaluation import builtin_tofu_splits
-    from hf_unlearn.evaluation import metrics as M
-    from hf_unlearn.models import _cache_root
-    from hf_unlearn.scripts.finetune import finetune
+    from .data.fictitious_authors import GENERATOR_VERSION
+    from .evaluation import builtin_tofu_splits
+    from .evaluation import metrics as M
+    from .models import cache_root
+    from .scripts.finetune import finetune
 
     # Models depend on the training rows only; evaluations also on the generator version and evaluation settings.
     key = hashlib.sha256(json.dumps([bench.metadata()["config"], finetune_epochs, str(base_model)]).encode())
-    cache = _cache_root() / "demo" / key.hexdigest()[:12]
+    cache = cache_root() / "demo" / key.hexdigest()[:12]
     retain_dir, target_dir = cache / "retain", cache / "target"
     eval_key = hashlib.sha256(json.dumps([GENERATOR_VERSION, eval_retain_size, max_new_tokens]).encode())
     eval_cache = cache / f"eval-{eval_key.hexdigest()[:8]}"

@@ -1,0 +1,292 @@
+"""The objective protocol: one public contract under every unlearning method.
+
+An unlearning step is a list of objectives over one batch. Output-level methods (NPO, GradDiff, IdkDPO, ...) and
+representation-level ones (RMU, Attention Shifting, installed as callbacks) all implement
+:class:`UnlearningObjective`: each declares what it needs, adds its own per-row fields to the forget data, and returns
+named loss terms from a public :class:`StepContext`. The trainer composes the list:
+
+1. **set-up** - :func:`check_objectives` validates the inputs against the list (retain data, reference model,
+   reference precomputation), :meth:`UnlearningObjective.setup` sees the final model once (PEFT wrapping included);
+2. **data** - :meth:`UnlearningObjective.prepare` returns new columns of the tokenised forget dataset (refusals, fact
+   masks, traces); reference log-probs of ``reference_groups`` are added as columns ``<name>ref_logps`` once before
+   training when the configuration allows it;
+3. **step** - one forward runs over the union of the groups the objectives read (forget and retain rows share it),
+   with every objective's hooks recording (:meth:`UnlearningObjective.capturing`); when no objective reads label
+   log-probs the forward stops after the deepest hooked layer. Each objective then returns
+   ``(terms, metrics)`` from :meth:`UnlearningObjective.loss_terms`.
+
+A term is a :class:`LossTerm`: a *sum* over rows or tokens of one group and the count that normalises it, so the
+trainer can divide by whole-accumulation-window counts and gradient accumulation stays exact.
+
+Groups name the row sets of a batch: ``forget`` and ``retain`` rows, and derived forget sequences such as
+``forget_idk`` (a refusal for each forget question) whose columns an objective adds in ``prepare``
+(``idk_input_ids``/``idk_labels`` become the group ``forget_idk``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+
+__all__ = [
+    "LossTerm",
+    "PrepareContext",
+    "Requirements",
+    "SequenceLogps",
+    "StepContext",
+    "TrainerBoundCallback",
+    "UnlearningObjective",
+    "check_objectives",
+    "forward_groups",
+    "requirements",
+]
+
+
+class LossTerm(NamedTuple):
+    """A weighted loss term as a sum over rows or tokens of ``group``, normalised by the count ``what`` of that group
+    (``rows``, ``tokens`` (label tokens), ``positions`` (attended) or ``padded``) - per micro-batch for logging, per
+    accumulation window for the gradient."""
+
+    total: torch.Tensor
+    group: str
+    what: str
+
+
+@dataclass
+class SequenceLogps:
+    """Per-row summed label log-probs, label-token counts, per-token log-probs ``(B, T-1)`` and (when an objective
+    asked for them) the full logits of one group."""
+
+    logps: torch.Tensor
+    num_tokens: torch.Tensor
+    token_logps: torch.Tensor
+    logits: torch.Tensor | None = None
+
+
+@dataclass
+class PrepareContext:
+    """What :meth:`UnlearningObjective.prepare` may use.
+
+    Attributes:
+        rows: the forget rows as the user gave them (any data-layer schema).
+        forget: the tokenised forget rows; ``forget[i]["index"]`` is the position of its source row in ``rows``.
+        tokenizer: the tokenizer (chat template included).
+        model: the model being trained, as set up (adapter attached under PEFT).
+        args: the trainer's config.
+        device: where the model runs.
+    """
+
+    rows: Sequence[Mapping[str, Any]]
+    forget: Sequence[Mapping[str, Any]]
+    tokenizer: Any
+    model: Any
+    args: Any
+    device: Any
+
+
+@dataclass
+class StepContext:
+    """Everything an objective may read during one training step (built by the trainer for each micro-batch).
+
+    Attributes:
+        model: the model being trained (possibly wrapped by DDP/FSDP/PEFT).
+        batch: the collated batch: ``<group>_input_ids``, ``<group>_attention_mask``, ``<group>_labels`` and the
+            per-row columns (``forget_ref_logps``, ``forget_span_mask``, ...).
+        args: the trainer's config.
+        step: the optimizer step being computed (1-based).
+        training: whether the model is in training mode (metrics are filed under ``train`` or ``eval``).
+        slices: rows of each group in the step's shared forward (groups are concatenated along the batch).
+        logps: policy label log-probs of every group of the shared forward (empty when the forward stopped early).
+        captured: what each objective's :meth:`~UnlearningObjective.capturing` context yielded, by objective.
+    """
+
+    model: Any
+    batch: Mapping[str, torch.Tensor]
+    args: Any
+    step: int
+    training: bool
+    slices: dict[str, slice]
+    logps: dict[str, SequenceLogps]
+    captured: dict[int, Any] = field(default_factory=dict)
+    _reference_logps: Callable[[str], torch.Tensor] | None = field(default=None, repr=False)
+    _reference_logits: Callable[[str], torch.Tensor] | None = field(default=None, repr=False)
+    _reference: Callable[[], Any] | None = field(default=None, repr=False)
+    _sequence_logps: Callable[[Sequence[str]], dict[str, SequenceLogps]] | None = field(default=None, repr=False)
+    _forget_batches: Callable[[int], Iterator[dict[str, torch.Tensor]]] | None = field(default=None, repr=False)
+    _stop: Callable[[], None] | None = field(default=None, repr=False)
+
+    def reference_logps(self, group: str) -> torch.Tensor:
+        """Per-row summed reference log-probs of ``group``: the precomputed column when present, else one
+        no-grad forward of the reference."""
+        column = f"{group}_ref_logps"
+        if column in self.batch:
+            return self.batch[column].to(self.logps[group].logps if group in self.logps else torch.float32)
+        return self._reference_logps(group)
+
+    def reference_logits(self, group: str) -> torch.Tensor:
+        """Full next-token logits of the reference on ``group`` (no gradient; cannot be precomputed)."""
+        return self._reference_logits(group)
+
+    def reference(self) -> contextlib.AbstractContextManager:
+        """Context yielding the frozen reference model to call: the explicit ``ref_model``, else (under PEFT) the
+        model with its adapter disabled, else the model itself (callers that need the initial weights under full
+        fine-tuning keep frozen copies, as :class:`~hf_unlearn.callbacks.RepresentationCallback` does)."""
+        return self._reference()
+
+    def sequence_logps(self, groups: Sequence[str]) -> dict[str, SequenceLogps]:
+        """An extra policy forward over ``groups`` (for sequences that should not share the step's forward)."""
+        return self._sequence_logps(groups)
+
+    def forget_batches(self, batch_size: int = 16) -> Iterator[dict[str, torch.Tensor]]:
+        """The whole tokenised forget set as collated batches on the model's device (e.g. for a dataset statistic)."""
+        return self._forget_batches(batch_size)
+
+    def request_stop(self) -> None:
+        """Stop training at the end of this optimizer step (e.g. a collapse guard was reached)."""
+        self._stop()
+
+
+class UnlearningObjective:
+    """Base class of every unlearning objective (output-level or representation-level).
+
+    Declarations (class or instance attributes; the trainer reads them once):
+
+    * ``name``: a short name; loss terms should be prefixed with it unless they are the method's main terms.
+    * ``needs_retain``: the objective reads retain rows (the trainer then pairs them with every forget row).
+    * ``logp_groups``: groups whose policy label log-probs it reads from the step's shared forward.
+    * ``logits_groups``: groups whose full policy logits it needs (an ordinary forward instead of label gathering).
+    * ``reference_groups``: groups whose reference sequence log-probs it reads; precomputed once when possible.
+    * ``reference_logits_groups``: groups whose full reference distributions it reads at every step.
+    * ``activation_groups``: groups that must run through the forward for its hooks.
+    * ``hooked_layers``: decoder layers it hooks; with no ``logp_groups`` in the step the forward stops after the
+      deepest one.
+    """
+
+    name: str = "objective"
+    needs_retain: bool = False
+    logp_groups: tuple[str, ...] = ()
+    logits_groups: tuple[str, ...] = ()
+    reference_groups: tuple[str, ...] = ()
+    reference_logits_groups: tuple[str, ...] = ()
+    activation_groups: tuple[str, ...] = ()
+    hooked_layers: tuple[int, ...] = ()
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the objective compares with the frozen reference (log-probs or full distributions)."""
+        return bool(self.reference_groups or self.reference_logits_groups)
+
+    def setup(self, model: Any, args: Any) -> None:
+        """Called once the trainer has built the model (PEFT wrapping included), before :meth:`prepare`."""
+
+    def prepare(self, ctx: PrepareContext) -> dict[str, list]:
+        """Return new columns for the tokenised forget rows (one value per row of ``ctx.forget``), e.g.
+        ``{"idk_input_ids": [...], "idk_labels": [...]}``. Nothing is mutated in place."""
+        return {}
+
+    def capturing(self, model: Any) -> contextlib.AbstractContextManager:
+        """Context active during the step's shared forward; hooks record while it is open. Its value is stored in
+        :attr:`StepContext.captured` under ``id(self)``."""
+        return contextlib.nullcontext()
+
+    def loss_terms(
+        self, batch: Mapping[str, torch.Tensor], ctx: StepContext
+    ) -> tuple[dict[str, LossTerm], dict[str, torch.Tensor | float]]:
+        """Return ``(terms, metrics)``: named weighted :class:`LossTerm` sums and scalar metrics of this batch."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """How the objective is shown on model cards and in errors."""
+        return type(self).__name__
+
+
+class TrainerBoundCallback:
+    """Mixin for callbacks that log through the trainer they are given to; hf_unlearn trainers call
+    :meth:`bind_trainer` on construction (other trainers: pass the trainer to the callback yourself)."""
+
+    trainer: Any = None
+
+    def bind_trainer(self, trainer: Any) -> None:
+        if self.trainer is None:
+            self.trainer = trainer
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What a list of objectives needs from the trainer's inputs (see :func:`requirements`)."""
+
+    retain: bool
+    reference: bool
+    reference_groups: tuple[str, ...]
+    live_reference: bool  # full reference distributions at every step: cannot be precomputed
+    forward_groups: tuple[str, ...]
+    logits_groups: tuple[str, ...]
+    hooked_layers: tuple[int, ...]
+
+
+def _union(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    out: list[str] = []
+    for gs in groups:
+        out.extend(g for g in gs if g not in out)
+    return tuple(out)
+
+
+def forward_groups(objectives: Sequence[UnlearningObjective]) -> tuple[str, ...]:
+    """Groups of the step's shared forward, in order of first appearance (label-log-prob groups first)."""
+    return _union([*(o.logp_groups for o in objectives), *(o.activation_groups for o in objectives)])
+
+
+def requirements(objectives: Sequence[UnlearningObjective]) -> Requirements:
+    """Aggregate the declarations of ``objectives``: the one place that decides whether retain data and a
+    reference are needed (the trainers and the recipe both ask here)."""
+    return Requirements(
+        retain=any(o.needs_retain for o in objectives),
+        reference=any(o.needs_reference for o in objectives),
+        reference_groups=_union([o.reference_groups for o in objectives]),
+        live_reference=any(o.reference_logits_groups for o in objectives),
+        forward_groups=forward_groups(objectives),
+        logits_groups=_union([o.logits_groups for o in objectives]),
+        hooked_layers=tuple(sorted({layer for o in objectives for layer in o.hooked_layers})),
+    )
+
+
+def check_objectives(
+    objectives: Sequence[UnlearningObjective],
+    *,
+    has_retain: bool,
+    has_ref_model: bool,
+    peft: bool,
+    precompute: bool,
+    owner: str = "This trainer",
+) -> Requirements:
+    """Validate a trainer's inputs against its objectives; raise a :class:`ValueError` that names the fix."""
+    if not objectives:
+        raise ValueError(
+            "forget_coeff=0 without a retain loss leaves nothing to optimise; add a representation callback "
+            "(e.g. RMUCallback) or set forget_coeff > 0."
+        )
+    req = requirements(objectives)
+    if req.retain and not has_retain:
+        users = ", ".join(o.describe() for o in objectives if o.needs_retain)
+        raise ValueError(
+            f"{users} needs retain_dataset (or set retain_loss_type='none' / retain_coeff=0 for an output retain term)."
+        )
+    if has_retain and not req.retain:
+        raise ValueError(
+            f"{owner} with this config has no retain term, so retain_dataset would be ignored; drop it, or use a "
+            "method with a retain term (e.g. GradDiffTrainer)."
+        )
+    if has_ref_model and not req.reference:
+        raise ValueError(f"{owner} with this config uses no reference model; drop ref_model.")
+    if req.live_reference and not has_ref_model and not peft and precompute:
+        raise ValueError(
+            "retain_loss_type='kl' compares full next-token distributions with the reference at every step, "
+            "which cannot be precomputed: pass ref_model=, train a LoRA adapter (peft_config=, the reference is "
+            "then the model with the adapter disabled), or set precompute_ref_log_probs=False to let TRL load the "
+            "reference from the model's path."
+        )
+    return req

@@ -1,0 +1,90 @@
+"""Method registry: every unlearning method by its recipe name, with its config, trainer and default recipe.
+
+The recipe, the ``hf-unlearn`` command and the benchmarks look methods up here; adding an output-level method is its
+trainer file plus one line in :data:`METHODS`. Classes are imported on first use (trainers import TRL).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CALLBACKS", "METHODS", "MethodSpec", "get_method", "make_callback"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One output-level method: ``<prefix>Config`` and ``<prefix>Trainer`` in ``module``, and its default recipe
+    (a path under the repository's ``recipes/configs/``)."""
+
+    name: str
+    prefix: str
+    module: str
+    recipe: str
+
+    def _load(self, suffix: str) -> Any:
+        return getattr(importlib.import_module(self.module), f"{self.prefix}{suffix}")
+
+    @property
+    def config_class(self) -> type:
+        return self._load("Config")
+
+    @property
+    def trainer_class(self) -> type:
+        return self._load("Trainer")
+
+
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec("grad_ascent", "GradAscent", "hf_unlearn.trainers.grad_ascent", "tofu/grad_ascent.yaml"),
+        MethodSpec("grad_diff", "GradDiff", "hf_unlearn.trainers.grad_ascent", "tofu/grad_diff.yaml"),
+        MethodSpec("npo", "NPO", "hf_unlearn.trainers.npo", "tofu/npo.yaml"),
+        MethodSpec("simnpo", "SimNPO", "hf_unlearn.trainers.simnpo", "tofu/simnpo.yaml"),
+        MethodSpec("idk_sft", "IdkSFT", "hf_unlearn.trainers.idk_sft", "tofu/idk_sft.yaml"),
+        MethodSpec("idk_dpo", "IdkDPO", "hf_unlearn.trainers.idk_dpo", "tofu/idk_dpo.yaml"),
+    )
+}
+
+
+def get_method(name: str) -> MethodSpec:
+    """The registered method ``name``; a clear error lists the known ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}.") from None
+
+
+def _rmu(layer: int) -> Any:
+    from .callbacks import RMUCallback
+
+    return RMUCallback(layer=layer)
+
+
+def _adaptive_rmu(layer: int) -> Any:
+    from .callbacks import AdaptiveRMUCallback
+
+    return AdaptiveRMUCallback(layer=layer)
+
+
+def _attention_shifting(layer: int) -> Any:
+    from .callbacks import AttentionShiftingCallback
+
+    return AttentionShiftingCallback(layers=[max(0, layer - 1), layer])
+
+
+# Representation-level objectives by recipe name: a factory taking the steered (deepest) layer.
+CALLBACKS: dict[str, Callable[[int], Any]] = {
+    "rmu": _rmu,
+    "adaptive_rmu": _adaptive_rmu,
+    "attention_shifting": _attention_shifting,
+}
+
+
+def make_callback(name: str, layer: int) -> Any:
+    """The representation callback ``name`` at ``layer``; a clear error lists the known ones."""
+    if name not in CALLBACKS:
+        raise ValueError(f"Unknown callbacks [{name!r}]; choose from {', '.join(CALLBACKS)}.")
+    return CALLBACKS[name](layer)
