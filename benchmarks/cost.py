@@ -53,7 +53,7 @@ def child(method: str, lora: bool) -> dict:
 
     import hf_unlearn as hu
     from hf_unlearn.data import DataCollatorForUnlearning, ForgetRetainDataset, tokenize_rows
-    from hf_unlearn.scripts.unlearn import METHODS as METHOD_NAMES
+    from hf_unlearn.registry import get_method
 
     model, tok = hu.load_model("bundled", lora={"r": 16, "lora_alpha": 32} if lora else None)
     bench = hu.build_fictitious_authors(num_authors=40)
@@ -125,8 +125,8 @@ def child(method: str, lora: bool) -> dict:
             callbacks=[cb, Timer()],
         )
     else:
-        name = METHOD_NAMES[method]
-        cfg, cls = getattr(hu, f"{name}Config"), getattr(hu, f"{name}Trainer")
+        spec = get_method(method)
+        cfg, cls = spec.config_class, spec.trainer_class
         trainer = cls(
             model,
             args=cfg(**common),

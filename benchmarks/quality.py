@@ -118,13 +118,13 @@ def _trainer(
 
     import hf_unlearn as hu
     from hf_unlearn.callbacks import AdaptiveRMUCallback, AttentionShiftingCallback, RMUCallback
-    from hf_unlearn.scripts.unlearn import METHODS as NAMES
+    from hf_unlearn.registry import METHODS as NAMES
 
     args, callback = args or {}, callback or {}
     common = {"output_dir": output_dir, "save_strategy": "no", "report_to": [], "logging_steps": 5, "seed": 0}
     forget, retain = bench["forget"], bench["retain"]
     if method in NAMES:
-        cfg, cls = getattr(hu, f"{NAMES[method]}Config"), getattr(hu, f"{NAMES[method]}Trainer")
+        cfg, cls = NAMES[method].config_class, NAMES[method].trainer_class
         peft = LoraConfig(**LORA, task_type="CAUSAL_LM")
         trainer = cls(
             model,

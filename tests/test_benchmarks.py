@@ -4,17 +4,12 @@ The benchmark itself is measured, not tested; this keeps its code path (settings
 as the library changes.
 """
 
-import sys
-from pathlib import Path
-
 import pytest
 
+from benchmarks import quality
 from hf_unlearn import build_fictitious_authors
 
 from .conftest import make_tiny_llama
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import quality
 
 RUNS = [*quality.METHODS, *quality.VARIANTS]
 

@@ -65,7 +65,6 @@ def test_rmu_loss_matches_its_formula(chat_tokenizer, bench, tmp_path, token_mas
             if p.requires_grad:
                 p.add_(0.05 * torch.randn_like(p))
     batch = first_batch(tr)
-    cb._install(model)
     with torch.no_grad():
         loss = tr.compute_loss(model, batch)
         g = torch.Generator().manual_seed(11)
@@ -118,7 +117,6 @@ def test_adaptive_coefficient_modes(chat_tokenizer, bench, tmp_path):
             if p.requires_grad:
                 p.add_(0.1 * torch.randn_like(p))
     batch = first_batch(tr)
-    cb._install(tr.model)
     tr.model.train()  # metrics are filed under the mode of the model
     with torch.no_grad():
         tr.compute_loss(tr.model, batch)

@@ -123,7 +123,15 @@ def test_load_unlearned_resolves_the_base_from_the_adapter(chat_tokenizer, bench
     model.peft_config["default"].base_model_name_or_path = str(tiny_model_dir)
     model.save_pretrained(tmp_path / "adapter")
     loaded, tok = load_unlearned(tmp_path / "adapter")
-    assert isinstance(loaded, PeftModel) and tok is not None
+    assert isinstance(loaded, PeftModel)
+    assert loaded.base_model.model.config._name_or_path == str(tiny_model_dir)  # the base the adapter names
+    ids = torch.randint(0, 300, (1, 7))
+    model.eval()
+    loaded.eval()
+    with torch.no_grad():  # the trained (non-zero) adapter is applied, on the saved base weights
+        torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
+    text = "Where was Elena Varenko born?"
+    assert tok(text).input_ids == chat_tokenizer(text).input_ids and tok.chat_template == chat_tokenizer.chat_template
     ids = torch.randint(0, 300, (1, 5))
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits)

@@ -1,7 +1,6 @@
 """The unlearning recipe: YAML + CLI overrides, outputs, bad input, and a real 2-rank CPU run (torchrun, gloo)."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -56,8 +55,12 @@ def test_recipe_writes_model_results_and_card_and_cli_overrides_yaml(tmp_path, t
 
 
 def test_recipe_bad_input(tmp_path, tiny_model_dir):
-    with pytest.raises(ValueError, match="Unknown method 'npx'"):
+    from hf_unlearn.registry import METHODS
+
+    with pytest.raises(ValueError, match="Unknown method 'npx'") as err:
         main(["--config", str(_config(tmp_path, tiny_model_dir)), "--method", "npx"])
+    assert all(name in str(err.value) for name in METHODS)  # the message lists every registered method
+    assert not (tmp_path / "run").exists()  # refused before anything was written
     bad = _config(tmp_path, tiny_model_dir, learnig_rate=0.1)  # a typo in the YAML
     with pytest.raises(ValueError, match="learnig_rate"):
         main(["--config", str(bad)])
@@ -79,41 +82,13 @@ def test_module_entry_point_runs_the_recipe():
     assert "--forget_path" in proc.stdout and "--learning_rate" in proc.stdout
 
 
-def test_two_process_cpu_run(tmp_path, tiny_model_dir):
-    cfg = _config(tmp_path, tiny_model_dir, save_strategy="steps", save_steps=2, evaluate=False)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run(
-        [
-            str(torchrun),
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29533",
-            str(ROOT / "recipes" / "unlearn.py"),
-            "--config",
-            str(cfg),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,  # a clean run takes ~10 s; a hang at exit should fail fast, not stall CI
-        env=env,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "rank 0/2 finished 2 steps" in proc.stdout and "rank 1/2 finished 2 steps" in proc.stdout
-    out = tmp_path / "run"
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-2"]
-    state = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
-    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
-    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
-
-
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes" / "configs").rglob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_parse(path):
     from hf_unlearn.scripts.unlearn import _method_of, make_parser
 
     argv = ["--config", str(path)]
     script_args, training_args, model_args = make_parser(_method_of(argv)).parse_args_and_config(argv)
-    assert script_args.method in ("grad_ascent", "grad_diff", "npo", "simnpo", "idk_sft", "idk_dpo")
+    from hf_unlearn.registry import get_method
+
+    assert isinstance(training_args, get_method(script_args.method).config_class)
     assert model_args.model_name_or_path and training_args.output_dir.startswith("outputs/")

@@ -16,17 +16,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["METHODS", "UnlearnScriptArguments", "main", "make_parser"]
+from hf_unlearn.registry import CALLBACKS, METHODS, get_method, make_callback
 
-METHODS = {
-    "grad_ascent": "GradAscent",
-    "grad_diff": "GradDiff",
-    "npo": "NPO",
-    "simnpo": "SimNPO",
-    "idk_sft": "IdkSFT",
-    "idk_dpo": "IdkDPO",
-}
-CALLBACKS = ("rmu", "adaptive_rmu", "attention_shifting")
+__all__ = ["UnlearnScriptArguments", "main", "make_parser"]
 
 
 @dataclass
@@ -83,18 +75,14 @@ def _method_of(argv: Sequence[str]) -> str:
         with open(path) as fh:
             method = (yaml.safe_load(fh) or {}).get("method")
     method = method or "npo"
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    get_method(method)  # a clear error for an unknown name
     return method
 
 
 def make_parser(method: str = "npo"):
     from trl import ModelConfig, TrlParser
 
-    import hf_unlearn
-
-    config_cls = getattr(hf_unlearn, f"{METHODS[method]}Config")
-    return TrlParser((UnlearnScriptArguments, config_cls, ModelConfig))
+    return TrlParser((UnlearnScriptArguments, get_method(method).config_class, ModelConfig))
 
 
 def _check_output_dir(path: str, overwrite: bool) -> None:
@@ -112,7 +100,7 @@ def _check_output_dir(path: str, overwrite: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     import hf_unlearn as hu
-    from hf_unlearn.callbacks import AdaptiveRMUCallback, AttentionShiftingCallback, RMUCallback
+    from hf_unlearn.objective import requirements
 
     argv = list(sys.argv[1:] if argv is None else argv)
     method = _method_of(argv)
@@ -170,15 +158,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         trust_remote_code=training_args.trust_remote_code,
         attn_implementation=model_args.attn_implementation,
     )
-    layer = script_args.callback_layer
-    make = {
-        "rmu": lambda: RMUCallback(layer=layer),
-        "adaptive_rmu": lambda: AdaptiveRMUCallback(layer=layer),
-        "attention_shifting": lambda: AttentionShiftingCallback(layers=[max(0, layer - 1), layer]),
-    }
-    callbacks = [make[name]() for name in script_args.callbacks]
-    trainer_cls = getattr(hu, f"{METHODS[method]}Trainer")
-    uses_retain = (method != "grad_ascent" and training_args.uses_retain) or bool(callbacks)
+    callbacks = [make_callback(name, script_args.callback_layer) for name in script_args.callbacks]
+    trainer_cls = get_method(method).trainer_class
+    # The objectives decide whether retain rows are needed (the trainer refuses a retain set nothing uses).
+    uses_retain = requirements([*trainer_cls.objectives_for(training_args), *callbacks]).retain
     trainer = trainer_cls(
         model,
         args=training_args,
@@ -204,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         result.save(os.path.join(training_args.output_dir, "results.json"))
         metrics = {k: v for k, v in result.metrics.items() if v is not None}
-        print(result.table(f"{METHODS[method]} on {script_args.dataset}"))
+        print(result.table(f"{trainer_cls._name} on {script_args.dataset}"))
     trainer.create_model_card(metrics=metrics, forget_name=script_args.dataset)
     if training_args.push_to_hub:
         trainer.push_to_hub(metrics=metrics, forget_name=script_args.dataset)

@@ -329,13 +329,15 @@ class UnlearnTrainerMixin:
 
     # ------------------------------------------------------------------------------------------- objectives
 
-    def build_objectives(self, args: Any) -> list[UnlearningObjective]:
+    @classmethod
+    def build_objectives(cls, args: Any) -> list[UnlearningObjective]:
         """The method's own objective(s) for ``args`` (without the retain term, which the mixin adds)."""
         raise NotImplementedError
 
-    def objectives_for(self, args: Any) -> list[UnlearningObjective]:
+    @classmethod
+    def objectives_for(cls, args: Any) -> list[UnlearningObjective]:
         """The method's objectives and its retain term; a method objective with ``forget_coeff=0`` is left out."""
-        own = self.build_objectives(args) if args.forget_coeff > 0 else []
+        own = cls.build_objectives(args) if args.forget_coeff > 0 else []
         return [*own, *retain_objectives(args)]
 
     def _compact_path(self, reference: bool = False) -> bool:

@@ -137,7 +137,8 @@ class GradAscentTrainer(UnlearnTrainerMixin, KTOTrainer):
         ).strip(),
     }
 
-    def build_objectives(self, args):
+    @classmethod
+    def build_objectives(cls, args):
         return _ascent(args)
 
 
@@ -163,5 +164,6 @@ class GradDiffTrainer(UnlearnTrainerMixin, KTOTrainer):
         ).strip(),
     }
 
-    def build_objectives(self, args):
+    @classmethod
+    def build_objectives(cls, args):
         return _ascent(args)

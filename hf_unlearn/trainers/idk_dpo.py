@@ -99,6 +99,7 @@ class IdkDPOTrainer(UnlearnTrainerMixin, DPOTrainer):
     _name = "IdkDPO"
     _paper = TOFU_PAPER
 
-    def build_objectives(self, args):
+    @classmethod
+    def build_objectives(cls, args):
         a = args
         return [IdkDPOObjective(a.beta, a.loss_scale, a.forget_coeff, responses=a.idk_responses, seed=a.seed)]

@@ -63,5 +63,6 @@ class IdkSFTTrainer(UnlearnTrainerMixin, KTOTrainer):
     _name = "IdkSFT"
     _paper = TOFU_PAPER
 
-    def build_objectives(self, args):
+    @classmethod
+    def build_objectives(cls, args):
         return [IdkSFTObjective(args.forget_coeff, responses=args.idk_responses, seed=args.seed)]

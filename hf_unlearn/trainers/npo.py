@@ -121,5 +121,6 @@ class NPOTrainer(UnlearnTrainerMixin, KTOTrainer):
         ).strip(),
     }
 
-    def build_objectives(self, args):
+    @classmethod
+    def build_objectives(cls, args):
         return [NPOObjective(args.beta, args.loss_scale, args.forget_coeff)]

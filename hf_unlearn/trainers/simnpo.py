@@ -115,7 +115,8 @@ class SimNPOTrainer(UnlearnTrainerMixin, KTOTrainer):
         ).strip(),
     }
 
-    def build_objectives(self, args):
+    @classmethod
+    def build_objectives(cls, args):
         return [
             SimNPOObjective(
                 args.beta,

@@ -1,0 +1,193 @@
+"""The objective protocol: a third-party objective written only against the public API trains beside NPO and RMU;
+setup validation is a function of the objective list; the registry; and the layering rules of the package."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import hf_unlearn
+from hf_unlearn import LossTerm, UnlearningObjective, build_fictitious_authors, check_objectives, requirements
+from hf_unlearn.callbacks import RMUCallback
+from hf_unlearn.registry import CALLBACKS, METHODS, get_method, make_callback
+from hf_unlearn.trainers import NPOConfig, NPOObjective, NPOTrainer, RetainKL, RetainNLL
+
+from .conftest import first_batch, make_tiny_llama
+
+PACKAGE = Path(hf_unlearn.__file__).parent
+ROOT = PACKAGE.parent
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return build_fictitious_authors(num_authors=10, qa_per_author=4, seed=5)
+
+
+class LengthWeightedAscent(UnlearningObjective):
+    """A third-party objective using only the public protocol: a per-row weight column added in ``prepare`` and
+    gradient ascent on the forget answers weighted by it."""
+
+    name = "weighted_ascent"
+    logp_groups = ("forget",)
+
+    def __init__(self, coeff: float) -> None:
+        self.coeff = coeff
+        self.seen_steps: list[int] = []
+
+    def prepare(self, ctx):
+        return {"weight": [1.0 / sum(t != -100 for t in labels) for labels in ctx.forget["labels"]]}
+
+    def loss_terms(self, batch, ctx):
+        self.seen_steps.append(ctx.step)
+        forget = ctx.logps["forget"]
+        total = self.coeff * (batch["forget_weight"].to(forget.logps) * forget.logps).sum()
+        return {"weighted_ascent": LossTerm(total, "forget", "rows")}, {
+            "weighted_ascent/mean_logp": forget.logps.mean()
+        }
+
+
+def _npo_rmu(tok, bench, tmp_path, objectives, **over):
+    args = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        max_steps=3,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        learning_rate=1e-2,
+        warmup_steps=0,
+    )
+    return NPOTrainer(
+        make_tiny_llama(tok, layers=3),
+        args=NPOConfig(**{**args, **over}),
+        forget_dataset=bench["forget"],
+        retain_dataset=bench["retain"],
+        processing_class=tok,
+        callbacks=[RMUCallback(layer=1, steering_coeff=2.0, alpha=3.0)],
+        objectives=objectives,
+    )
+
+
+def test_third_party_objective_trains_beside_npo_and_rmu(chat_tokenizer, bench, tmp_path):
+    extra = LengthWeightedAscent(0.5)
+    tr = _npo_rmu(chat_tokenizer, bench, tmp_path, [extra])
+    assert [type(o).__name__ for o in tr.objectives] == [
+        "NPOObjective",
+        "RetainNLL",
+        "LengthWeightedAscent",
+        "RMUCallback",
+    ]
+    assert "weight" in tr.forget_dataset.column_names and "ref_logps" in tr.forget_dataset.column_names
+    batch = first_batch(tr)
+    tr.model.train()
+    with torch.no_grad():
+        loss = tr.compute_loss(tr.model, batch)
+    logged = {k.removeprefix("loss/"): v[-1] for k, v in tr._metrics["train"].items() if k.startswith("loss/")}
+    assert set(logged) == {"forget", "retain", "weighted_ascent", "rmu_forget", "rmu_retain"}
+    assert float(loss) == pytest.approx(sum(logged.values()), rel=1e-5)  # one batch = its own window
+    # The term is the formula on this batch: 0.5 * mean_rows(weight * log p(answer)).
+    ids, labels = batch["forget_input_ids"], batch["forget_labels"]
+    with torch.no_grad():
+        logits = tr.model(input_ids=ids, attention_mask=batch["forget_attention_mask"]).logits[:, :-1].float()
+    token = torch.log_softmax(logits, -1).gather(-1, labels[:, 1:].clamp(min=0)[..., None])[..., 0]
+    logp = (token * (labels[:, 1:] != -100)).sum(-1)
+    expected = 0.5 * (batch["forget_weight"] * logp).sum() / len(logp)
+    assert logged["weighted_ascent"] == pytest.approx(float(expected), rel=1e-4)
+    before = {n: p.detach().clone() for n, p in tr.model.named_parameters()}
+    tr.train()
+    assert extra.seen_steps[-3:] == [1, 2, 3]
+    assert any(not torch.equal(before[n], p) for n, p in tr.model.named_parameters())
+    assert all(f"loss/{t}" in h for h in tr.state.log_history[:3] for t in ("weighted_ascent", "rmu_forget", "forget"))
+
+
+def test_setup_validation_is_a_function_of_the_objectives(chat_tokenizer, bench, tmp_path):
+    class NeedsRetain(LengthWeightedAscent):
+        needs_retain = True
+
+    npo = NPOObjective()
+    assert requirements([npo]).reference and not requirements([npo]).retain
+    kl = requirements([npo, RetainKL()])
+    assert kl.retain and kl.live_reference and kl.logits_groups == ("retain",)
+    assert requirements([npo, RetainNLL()]).forward_groups == ("forget", "retain")
+    with pytest.raises(ValueError, match="NeedsRetain needs retain_dataset"):
+        check_objectives([NeedsRetain(1.0)], has_retain=False, has_ref_model=False, peft=False, precompute=True)
+    with pytest.raises(ValueError, match="would be ignored"):
+        check_objectives([npo], has_retain=True, has_ref_model=False, peft=False, precompute=True)
+    with pytest.raises(ValueError, match="uses no reference model"):
+        check_objectives([LengthWeightedAscent(1.0)], has_retain=False, has_ref_model=True, peft=False, precompute=True)
+    with pytest.raises(ValueError, match="cannot be precomputed"):
+        check_objectives([RetainKL()], has_retain=True, has_ref_model=False, peft=False, precompute=True)
+    # The trainer asks the same function: NPO without a retain term plus a retain-reading objective needs retain rows.
+    with pytest.raises(ValueError, match="NeedsRetain needs retain_dataset"):
+        NPOTrainer(
+            make_tiny_llama(chat_tokenizer),
+            args=NPOConfig(output_dir=str(tmp_path), retain_loss_type="none", report_to=[]),
+            forget_dataset=bench["forget"],
+            processing_class=chat_tokenizer,
+            objectives=[NeedsRetain(1.0)],
+        )
+
+
+def test_objective_columns_must_fit_the_forget_table(chat_tokenizer, bench, tmp_path):
+    class Short(LengthWeightedAscent):
+        def prepare(self, ctx):
+            return {"weight": [1.0]}
+
+    with pytest.raises(ValueError, match="one per tokenised forget row"):
+        _npo_rmu(chat_tokenizer, bench, tmp_path, [Short(1.0)])
+
+
+def test_registry_names_every_method_with_its_classes_and_recipe():
+    for name, spec in METHODS.items():
+        assert getattr(hf_unlearn, spec.config_class.__name__) is spec.config_class
+        assert getattr(hf_unlearn, spec.trainer_class.__name__) is spec.trainer_class
+        assert spec.trainer_class.config_class is spec.config_class
+        recipe = ROOT / "recipes" / "configs" / spec.recipe
+        assert yaml.safe_load(recipe.read_text())["method"] == name
+    with pytest.raises(ValueError, match="Unknown method 'npx'; choose one of grad_ascent"):
+        get_method("npx")
+    assert type(make_callback("rmu", 3)) is RMUCallback and make_callback("rmu", 3).layer == 3
+    assert set(CALLBACKS) == {"rmu", "adaptive_rmu", "attention_shifting"}
+    with pytest.raises(ValueError, match="Unknown callbacks"):
+        make_callback("rmx", 3)
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            found.add("." * node.level + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+TRAINING = [
+    *sorted((PACKAGE / "trainers").glob("*.py")),
+    PACKAGE / "objective.py",
+    PACKAGE / "logprobs.py",
+    PACKAGE / "layers.py",
+    PACKAGE / "callbacks" / "base.py",
+    PACKAGE / "callbacks" / "rmu.py",
+    PACKAGE / "callbacks" / "attention_shifting.py",
+]
+
+
+@pytest.mark.parametrize("path", TRAINING, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_training_code_does_not_import_evaluation_or_trainers_upward(path):
+    for module in _imports(path):
+        assert "evaluation" not in module.split("."), f"{path.name} imports {module}"
+        if path.parent.name == "callbacks":
+            assert "trainers" not in module.split("."), f"{path.name} imports {module}"
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE / "callbacks").glob("*.py")), ids=lambda p: p.name)
+def test_callbacks_touch_no_private_attribute_of_the_trainer_or_context(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Attribute) or not node.attr.startswith("_"):
+            continue
+        owner = node.value
+        name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
+        assert name not in ("trainer", "ctx"), f"{path.name}: {name}.{node.attr}"
