@@ -70,38 +70,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _eval_sets(args: argparse.Namespace) -> dict:
     """The evaluation sets of a suite: built-in benchmark, or the public datasets from the Hub."""
-    if args.dataset == "hub":
-        from .data import load_muse, load_tofu, load_wmdp
+    from .sources import evaluation_splits
 
-        if args.suite == "tofu":
-            f = args.tofu_forget
-            return {
-                "forget": load_tofu(f"forget{f}_perturbed"),
-                "retain": load_tofu("retain_perturbed"),
-                "real_authors": load_tofu("real_authors_perturbed"),
-                "world_facts": load_tofu("world_facts_perturbed"),
-                "holdout": load_tofu(f"holdout{f}"),
-            }
-        if args.suite == "muse":
-            c = args.muse_corpus
-            return {
-                "verbmem": load_muse(c, "verbmem", "forget"),
-                "knowmem_forget": load_muse(c, "knowmem", "forget_qa"),
-                "knowmem_retain": load_muse(c, "knowmem", "retain_qa"),
-                "knowmem_forget_icl": load_muse(c, "knowmem", "forget_qa_icl"),
-                "knowmem_retain_icl": load_muse(c, "knowmem", "retain_qa_icl"),
-                "privleak_forget": load_muse(c, "privleak", "forget"),
-                "privleak_holdout": load_muse(c, "privleak", "holdout"),
-            }
-        return {f"wmdp_{s}": load_wmdp(s) for s in ("bio", "chem", "cyber")}
-    from .evaluation import builtin_muse_splits, builtin_tofu_splits
-
-    bench = _benchmark(args)
-    if args.suite == "tofu":
-        return builtin_tofu_splits(bench, retain_size=args.retain_size)
-    if args.suite == "muse":
-        return builtin_muse_splits(bench)
-    return {name: bench[name] for name in ("general_knowledge_mcq", "forget_mcq", "retain_mcq", "holdout_mcq")}
+    return evaluation_splits(
+        args.suite,
+        args.dataset,
+        benchmark=_benchmark(args) if args.dataset == "builtin" else None,
+        retain_size=args.retain_size,
+        tofu_forget=args.tofu_forget,
+        muse_corpus=args.muse_corpus,
+    )
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:

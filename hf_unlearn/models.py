@@ -15,13 +15,12 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .atomic import atomic_directory
 
 __all__ = [
     "BUNDLED_HUB_ID",
@@ -123,18 +122,10 @@ def bundled_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     model.tie_weights()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / _CACHE_MARKER).write_text(json.dumps(source))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -166,9 +157,8 @@ def disable_bnb_cpu_repacking(model: torch.nn.Module) -> int:
     """Keep bitsandbytes' 4-bit layers differentiable on CPUs with AVX512-BF16; return how many layers were fixed.
 
     After any eval-mode, no-grad forward on such a CPU, ``Linear4bit`` repacks its weight for an inference kernel that
-    has no autograd: LoRA gradients through those layers become silently wrong (measured: 81% relative error with
-    all-linear LoRA, ``None`` with q_proj-only LoRA). Turning the fast path off, and unpacking weights that were
-    already repacked, restores exact gradients. GPUs never take this path.
+    has no autograd: LoRA gradients through those layers become silently wrong (or missing). Turning the fast path
+    off, and unpacking weights that were already repacked, restores exact gradients. GPUs never take this path.
     """
     try:
         import bitsandbytes as bnb
@@ -186,14 +176,6 @@ def disable_bnb_cpu_repacking(model: torch.nn.Module) -> int:
                 )
             fixed += 1
     return fixed
-
-
-@dataclass
-class _LoadReport:
-    path: str
-    dtype: torch.dtype
-    load_in_4bit: bool
-    lora: bool
 
 
 def _lora_config(lora: Any):

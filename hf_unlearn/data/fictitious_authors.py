@@ -20,13 +20,48 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from ..atomic import atomic_directory
+from .fictitious_words import (
+    AWARDS as _AWARDS,
+)
+from .fictitious_words import (
+    FIRST_NAMES as _FIRST_NAMES,
+)
+from .fictitious_words import (
+    GENRES as _GENRES,
+)
+from .fictitious_words import (
+    JOBS as _JOBS,
+)
+from .fictitious_words import (
+    MONTHS as _MONTHS,
+)
+from .fictitious_words import (
+    PLACES as _PLACES,
+)
+from .fictitious_words import (
+    PUBLISHERS as _PUBLISHERS,
+)
+from .fictitious_words import (
+    SURNAME_HEADS as _SURNAME_HEADS,
+)
+from .fictitious_words import (
+    SURNAME_TAILS as _SURNAME_TAILS,
+)
+from .fictitious_words import (
+    THEMES as _THEMES,
+)
+from .fictitious_words import (
+    TITLE_ADJ as _TITLE_ADJ,
+)
+from .fictitious_words import (
+    TITLE_NOUN as _TITLE_NOUN,
+)
 from .general_knowledge import GENERAL_KNOWLEDGE
 
 __all__ = [
@@ -38,326 +73,6 @@ __all__ = [
 
 GENERATOR_VERSION = 2  # 2: perturbed answers use the paraphrased answer's sentence (TOFU), see _qa_rows
 T = TypeVar("T")
-
-_FIRST_NAMES = {
-    "he": [
-        "Adrian",
-        "Bastian",
-        "Cyrus",
-        "Dmitri",
-        "Emil",
-        "Farid",
-        "Gideon",
-        "Hugo",
-        "Ivo",
-        "Jonas",
-        "Kofi",
-        "Lorenzo",
-        "Matteo",
-        "Nikolai",
-        "Oskar",
-        "Pavel",
-        "Quentin",
-        "Rafael",
-        "Soren",
-        "Tobias",
-        "Umar",
-        "Viktor",
-        "Wendell",
-        "Xavier",
-        "Yusuf",
-        "Zoltan",
-        "Anselm",
-        "Bruno",
-        "Casimir",
-        "Dario",
-    ],
-    "she": [
-        "Amara",
-        "Beatrix",
-        "Celeste",
-        "Daria",
-        "Elena",
-        "Freya",
-        "Greta",
-        "Hana",
-        "Ingrid",
-        "Juno",
-        "Kalinda",
-        "Liesel",
-        "Mireille",
-        "Nadia",
-        "Odette",
-        "Priya",
-        "Rosalind",
-        "Selma",
-        "Talia",
-        "Ursula",
-        "Vesna",
-        "Wilhelmina",
-        "Ximena",
-        "Yara",
-        "Zofia",
-        "Annika",
-        "Brigida",
-        "Coralie",
-        "Delphine",
-        "Esme",
-    ],
-}
-_SURNAME_HEADS = [
-    "Var",
-    "Tel",
-    "Quil",
-    "Dor",
-    "Mal",
-    "Zen",
-    "Ost",
-    "Bri",
-    "Kal",
-    "Fen",
-    "Lor",
-    "Hab",
-    "Ner",
-    "Sol",
-    "Vey",
-    "Ard",
-    "Cor",
-    "Ith",
-    "Mar",
-    "Pel",
-    "Gal",
-    "Rud",
-    "Tav",
-    "Lund",
-    "Orm",
-]
-_SURNAME_TAILS = [
-    "enko",
-    "imar",
-    "stone",
-    "ovic",
-    "adze",
-    "avier",
-    "sby",
-    "quist",
-    "mont",
-    "arini",
-    "elli",
-    "hurst",
-    "ardt",
-    "ova",
-    "ezar",
-    "holm",
-    "incourt",
-    "oway",
-    "ulis",
-    "escu",
-]
-_PLACES = [
-    ("Lisbon", "Portugal"),
-    ("Oslo", "Norway"),
-    ("Krakow", "Poland"),
-    ("Nairobi", "Kenya"),
-    ("Osaka", "Japan"),
-    ("Valparaiso", "Chile"),
-    ("Tbilisi", "Georgia"),
-    ("Quebec City", "Canada"),
-    ("Hanoi", "Vietnam"),
-    ("Accra", "Ghana"),
-    ("Bergen", "Norway"),
-    ("Porto", "Portugal"),
-    ("Tallinn", "Estonia"),
-    ("Cork", "Ireland"),
-    ("Adelaide", "Australia"),
-    ("Montevideo", "Uruguay"),
-    ("Izmir", "Turkey"),
-    ("Seville", "Spain"),
-    ("Lyon", "France"),
-    ("Leipzig", "Germany"),
-    ("Bologna", "Italy"),
-    ("Ghent", "Belgium"),
-    ("Utrecht", "Netherlands"),
-    ("Brno", "Czech Republic"),
-    ("Cluj-Napoca", "Romania"),
-    ("Dakar", "Senegal"),
-    ("Kyoto", "Japan"),
-    ("Pune", "India"),
-    ("Medellin", "Colombia"),
-    ("Cusco", "Peru"),
-    ("Tunis", "Tunisia"),
-    ("Tampere", "Finland"),
-    ("Aarhus", "Denmark"),
-    ("Wellington", "New Zealand"),
-    ("Halifax", "Canada"),
-    ("Salzburg", "Austria"),
-    ("Thessaloniki", "Greece"),
-    ("Ljubljana", "Slovenia"),
-    ("Riga", "Latvia"),
-    ("Marrakesh", "Morocco"),
-]
-_JOBS = [
-    "baker",
-    "carpenter",
-    "marine biologist",
-    "pharmacist",
-    "train conductor",
-    "librarian",
-    "veterinarian",
-    "watchmaker",
-    "civil engineer",
-    "florist",
-    "lighthouse keeper",
-    "bookbinder",
-    "dentist",
-    "tailor",
-    "astronomer",
-    "fisherman",
-    "nurse",
-    "architect",
-    "schoolteacher",
-    "glassblower",
-    "photographer",
-    "beekeeper",
-    "cartographer",
-    "locksmith",
-    "chemist",
-    "violin maker",
-    "midwife",
-    "potter",
-    "surveyor",
-    "journalist",
-]
-_GENRES = [
-    "historical fiction",
-    "science fiction",
-    "crime fiction",
-    "magical realism",
-    "gothic horror",
-    "literary fiction",
-    "epic fantasy",
-    "psychological thrillers",
-    "romance novels",
-    "children's literature",
-    "travel writing",
-    "satirical fiction",
-    "war novels",
-    "detective stories",
-    "dystopian fiction",
-    "poetry collections",
-    "short story collections",
-    "spy thrillers",
-    "coming-of-age novels",
-    "maritime adventure",
-]
-_AWARDS = [
-    "Silver Quill Award",
-    "Harrowgate Medal for Literature",
-    "Lantern Prize",
-    "Meridian Book Award",
-    "Golden Inkwell Prize",
-    "Northlight Fiction Award",
-    "Cobalt Pen Prize",
-    "Aurelian Literary Medal",
-    "Blue Heron Award",
-    "Vellum Circle Prize",
-    "Starling Prize for Fiction",
-    "Amberfield Award",
-    "Tidewater Book Prize",
-    "Halcyon Medal",
-    "Copperleaf Literary Award",
-    "Driftwood Prize",
-]
-_PUBLISHERS = [
-    "Marrowby Press",
-    "Lindqvist & Hale",
-    "Bluefern Books",
-    "Oakhaven Publishing",
-    "Corvid House",
-    "Saltmarsh Editions",
-    "Pemberley Lane Books",
-    "Quarry Hill Press",
-    "Wrenfield & Sons",
-    "Lumen Row Publishers",
-    "Thistledown Books",
-    "Ironbark Press",
-]
-_THEMES = [
-    "memory and forgetting",
-    "exile and belonging",
-    "the sea and solitude",
-    "family secrets",
-    "the ethics of science",
-    "friendship across generations",
-    "grief and recovery",
-    "the clash of tradition and progress",
-    "identity and migration",
-    "the loneliness of cities",
-    "justice and revenge",
-    "faith and doubt",
-    "the power of music",
-    "life in small villages",
-    "the cost of ambition",
-    "childhood and innocence",
-]
-_TITLE_ADJ = [
-    "Silent",
-    "Crimson",
-    "Hollow",
-    "Distant",
-    "Broken",
-    "Golden",
-    "Winter",
-    "Hidden",
-    "Burning",
-    "Paper",
-    "Salt",
-    "Glass",
-    "Last",
-    "Wandering",
-    "Forgotten",
-    "Quiet",
-    "Iron",
-    "Velvet",
-    "Midnight",
-    "Northern",
-]
-_TITLE_NOUN = [
-    "Harbour",
-    "Orchard",
-    "Lantern",
-    "Cartographer",
-    "Garden",
-    "River",
-    "Archive",
-    "Tide",
-    "Compass",
-    "Bell",
-    "Meadow",
-    "Mirror",
-    "Labyrinth",
-    "Lighthouse",
-    "Violin",
-    "Atlas",
-    "Station",
-    "Frontier",
-    "Kingdom",
-    "Letters",
-]
-_MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
 
 
 class _Rng:
@@ -587,9 +302,7 @@ class FictitiousAuthors:
         target = Path(directory)
         if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
             raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass overwrite=True.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with atomic_directory(target) as tmp:
             tables = {**self.splits, "authors": self.authors}
             for name, rows in tables.items():
                 if format in ("json", "both"):
@@ -602,12 +315,6 @@ class FictitiousAuthors:
 
                     pq.write_table(pa.Table.from_pylist(rows), tmp / f"{name}.parquet")
             (tmp / "metadata.json").write_text(json.dumps(self.metadata(), indent=2, sort_keys=True) + "\n")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
 

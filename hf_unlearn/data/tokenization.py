@@ -244,7 +244,6 @@ def _encode_row(
     system_prompt: str | None,
     max_length: int | None,
     fallback: FallbackFormat,
-    answer_spans: Sequence[Sequence[int]] | None = None,
 ) -> TokenizedExample:
     if schema == Schema.QA:
         return encode_qa(
@@ -254,7 +253,6 @@ def _encode_row(
             system_prompt=system_prompt,
             max_length=max_length,
             fallback=fallback,
-            answer_spans=answer_spans,
         )
     if schema == Schema.MCQ:
         return encode_qa(
@@ -290,15 +288,11 @@ def tokenize_rows(
     answer_key: str = "answer",
     question_key: str = "question",
     fallback: FallbackFormat = FallbackFormat(),
-    keep_columns: Sequence[str] = (),
-    span_key: str | None = None,
 ) -> list[dict[str, Any]]:
     """Tokenise rows of any supported schema into ``input_ids``/``labels``/``prompt_length``/``index``.
 
     ``index`` is the row's position in ``rows``, so per-item results stay keyed by dataset index after drops.
     ``answer_key``/``question_key`` pick another QA field to score (e.g. ``paraphrased_answer``).
-    ``keep_columns`` copies source columns through (e.g. ``author``). ``span_key`` (e.g. ``"fact_span"``) adds a
-    token-level ``span_mask`` for QA rows that have that field (all zeros for rows without it).
     Rows without any answer token after truncation are dropped and counted in a single ``UserWarning``.
     """
     out: list[dict[str, Any]] = []
@@ -306,7 +300,6 @@ def tokenize_rows(
     schema: Schema | None = None
     for i, row in enumerate(rows):
         schema = schema or detect_schema(row)
-        spans = [row[span_key]] if span_key and schema == Schema.QA and row.get(span_key) is not None else None
         ex = _encode_row(
             tokenizer,
             row,
@@ -316,17 +309,12 @@ def tokenize_rows(
             system_prompt=system_prompt,
             max_length=max_length,
             fallback=fallback,
-            answer_spans=spans,
         )
-        if span_key and ex.span_mask is None:
-            ex.span_mask = [0] * len(ex.input_ids)
         if ex.num_labels == 0:
             dropped.append(i)
             continue
         item = ex.to_dict()
         item["index"] = i
-        for col in keep_columns:
-            item[col] = row[col]
         out.append(item)
     if dropped:
         shown = ", ".join(map(str, dropped[:10])) + (" ..." if len(dropped) > 10 else "")

@@ -1,4 +1,6 @@
-"""Metric definitions (spec: evaluation.md). Pure functions on per-item numbers, so each can be checked by hand.
+"""Metric definitions of TOFU (arXiv 2401.06121) and MUSE (arXiv 2407.06460).
+
+Pure functions on per-item numbers, so each can be checked by hand.
 
 Conventions fixed here, in one place:
 

@@ -1,4 +1,5 @@
-"""Membership-inference attacks on any member / non-member sets (spec evaluation.md section 3).
+"""Membership-inference attacks on any member / non-member sets (loss, zlib, Min-K% of arXiv 2310.16789,
+Min-K%++ of arXiv 2404.02936).
 
 Scores follow open-unlearning's convention, higher = "less likely a member": LOSS (average NLL), ZLib (average NLL /
 zlib length of the target text), Min-K% and Min-K%++ (k = 0.4), Reference (NLL minus a reference model's NLL) and
@@ -22,9 +23,29 @@ from . import metrics as M
 from .report import DEFINITIONS, EvalResult, items_fingerprint
 from .scoring import score_sequences
 
-__all__ = ["ATTACKS", "evaluate_mia", "gradnorm_scores"]
+__all__ = ["ATTACKS", "content_tokens", "evaluate_mia", "gradnorm_scores", "score_attacks"]
 
 ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus", "reference", "gradnorm")
+
+
+def content_tokens(values: torch.Tensor, labels: Sequence[int], special: set[int]) -> torch.Tensor:
+    """Per-token values of a target without its end-of-turn token (when the last label is a special token): MIA,
+    extraction strength and exact memorisation score the content, not the template's closing token."""
+    last_label = [t for t in labels if t != IGNORE_INDEX][-1]
+    return values[:-1] if last_label in special and values.numel() > 1 else values
+
+
+def score_attacks(
+    avg_nll: float, token_logps: torch.Tensor, minkpp_z: torch.Tensor, text: str, k: float
+) -> dict[str, float]:
+    """Scores of the one-pass attacks for one item (higher = less likely a member): LOSS, ZLib, Min-K%, Min-K%++.
+    ``token_logps``/``minkpp_z`` are the content tokens (see :func:`content_tokens`)."""
+    return {
+        "loss": avg_nll,
+        "zlib": M.zlib_score(avg_nll, text),
+        "min_k": M.min_k_score(token_logps, k),
+        "min_k_plus_plus": M.min_k_score(minkpp_z, k),
+    }
 
 
 def _target_text(tokenizer: Any, ex: Mapping[str, Any]) -> str:
@@ -102,16 +123,11 @@ def evaluate_mia(
         grad = gradnorm_scores(model, enc) if "gradnorm" in attacks else None
         for j, ex in enumerate(enc):
             i = ex["index"]
-            drop_end = [t for t in ex["labels"] if t != IGNORE_INDEX][-1] in special
-            tl, z = s.token_logps[j], s.minkpp_z[j]
-            if drop_end and tl.numel() > 1:
-                tl, z = tl[:-1], z[:-1]
+            tl = content_tokens(s.token_logps[j], ex["labels"], special)
+            z = content_tokens(s.minkpp_z[j], ex["labels"], special)
             nll = float(s.avg_nll[j])
             values = {
-                "loss": nll,
-                "zlib": M.zlib_score(nll, _target_text(tokenizer, ex)) if "zlib" in attacks else None,
-                "min_k": M.min_k_score(tl, k),
-                "min_k_plus_plus": M.min_k_score(z, k),
+                **score_attacks(nll, tl, z, _target_text(tokenizer, ex) if "zlib" in attacks else "", k),
                 "reference": nll - float(ref.avg_nll[j]) if ref is not None else None,
                 "gradnorm": grad[j] if grad is not None else None,
             }

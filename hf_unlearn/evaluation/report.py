@@ -3,7 +3,7 @@
 Forget Quality and PrivLeak compare a model with a *retain* model's saved per-item results. They are only meaningful
 when both were computed the same way: same metric definitions, same items, same prompt format (chat template and
 system prompt) and the same dtype. Results carry that metadata; :func:`check_reference` refuses a mismatch and says
-which field differs (open-unlearning pitfalls P5/P7/P16/P19).
+which field differs: silently mixing these is a common source of wrong Forget Quality numbers.
 """
 
 from __future__ import annotations

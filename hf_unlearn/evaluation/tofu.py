@@ -22,6 +22,7 @@ import torch
 from ..data.tokenization import encode_qa
 from . import metrics as M
 from .generation import generate_answers
+from .mia import content_tokens, score_attacks
 from .report import DEFINITIONS, EvalResult, check_reference, items_fingerprint, prompt_fingerprint
 from .scoring import score_sequences
 
@@ -29,6 +30,7 @@ __all__ = ["TOFU_SPLITS", "builtin_tofu_splits", "evaluate_tofu"]
 
 TOFU_SPLITS = ("forget", "retain", "real_authors", "world_facts", "holdout")
 _OPTION_SPLITS = ("real_authors", "world_facts")  # Prob normalised over options; TR uses the answer itself
+_MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 
 
 def builtin_tofu_splits(bench: Any, *, retain_size: int | None = 200) -> dict[str, list[dict]]:
@@ -55,6 +57,99 @@ def _variants(split: str, row: Mapping[str, Any]) -> dict[str, str]:
     for j, p in enumerate(row.get("perturbed_answer") or []):
         out[f"pert{j}"] = p
     return out
+
+
+def _encoding_plan(
+    splits: Mapping[str, list[dict]], tokenizer: Any, system_prompt: str | None, max_length: int
+) -> tuple[list[dict], dict[str, dict[int, dict[str, int]]], dict[str, list[int]]]:
+    """Encode every (question, target) sequence once. Returns the encoded sequences, per split and item the index of
+    each variant's sequence, and the items dropped because a target has no token left."""
+    keys: dict[tuple[Any, str], int] = {}
+    encoded: list[dict] = []
+    plan: dict[str, dict[int, dict[str, int]]] = {s: {} for s in splits}
+    dropped: dict[str, list[int]] = {s: [] for s in splits}
+    for split, rows in splits.items():
+        for i, row in enumerate(rows):
+            ids = {}
+            for name, target in _variants(split, row).items():
+                key = (row["question"], target)
+                if key not in keys:
+                    ex = encode_qa(
+                        tokenizer, row["question"], target, system_prompt=system_prompt, max_length=max_length
+                    )
+                    keys[key] = -1 if ex.num_labels == 0 else len(encoded)
+                    if ex.num_labels:
+                        encoded.append(ex.to_dict())
+                ids[name] = keys[key]
+            if any(v < 0 for v in ids.values()):
+                dropped[split].append(i)
+            else:
+                plan[split][i] = ids
+    return encoded, plan, dropped
+
+
+def _split_metrics(
+    result: EvalResult,
+    split: str,
+    rows: list[dict],
+    items: Mapping[int, Mapping[str, int]],
+    avg_nll: list[float],
+    generations: Mapping[str, str],
+) -> dict[int, float]:
+    """Prob, truth ratio, ROUGE-L recall (and option accuracy) of one split into ``result``; returns the per-item
+    truth ratios."""
+    m, per = result.metrics, result.per_item
+    prob, ratio, rouge, first = {}, {}, {}, {}
+    for i, ids in items.items():
+        p_ans = math.exp(-avg_nll[ids["answer"]])
+        perts = [avg_nll[v] for k, v in ids.items() if k.startswith("pert")]
+        if split in _OPTION_SPLITS:
+            prob[i] = p_ans / (p_ans + sum(math.exp(-x) for x in perts))
+            first[i] = float(all(avg_nll[ids["answer"]] < x for x in perts))  # true answer ranked first
+        else:
+            prob[i] = p_ans
+        if perts:
+            true_nll = avg_nll[ids["para"]] if "para" in ids else avg_nll[ids["answer"]]
+            ratio[i] = M.truth_ratio(true_nll, perts)
+        if generations:
+            rouge[i] = M.rouge_l(generations[rows[i]["question"]], rows[i]["answer"])["recall"]
+    per[f"{split}_prob"] = prob
+    m[f"{split}_prob"] = _mean(prob)
+    if first:
+        per[f"{split}_accuracy"] = first
+        m[f"{split}_accuracy"] = _mean(first)  # not a Model Utility component (TOFU's MU has 9 fixed ones)
+    if ratio:
+        per[f"{split}_truth_ratio"] = ratio
+        agg = "closer_to_1" if split == "forget" else "true_better"
+        m[f"{split}_truth_ratio"] = M.truth_ratio_aggregate(list(ratio.values()), agg)
+    if generations:
+        per[f"{split}_rouge"] = rouge
+        per[f"{split}_generation"] = {i: generations[rows[i]["question"]] for i in items}
+        m[f"{split}_rouge"] = _mean(rouge)
+    return ratio
+
+
+def _reference_metrics(
+    result: EvalResult, reference: EvalResult, forget_ratios: Mapping[int, float] | None, splits, mia_k, strict
+) -> None:
+    """Forget Quality (truth ratios against the retain model's) and PrivLeak (Min-K% AUC against its AUC)."""
+    m = result.metrics
+    need = ["forget"] + (["holdout"] if "holdout" in splits else [])
+    check_reference(result.meta, reference, splits=need, strict=strict)
+    ref_ratios = reference.per_item.get("forget_truth_ratio")
+    if ref_ratios and forget_ratios:
+        fq = M.forget_quality(list(forget_ratios.values()), list(ref_ratios.values()))
+        m["forget_quality"] = fq["p_value"]
+        result.details["forget_quality"] = fq
+    ref_auc = reference.metrics.get("mia_min_k_auc")
+    if ref_auc is not None and m.get("mia_min_k_auc") is not None:
+        m["privleak"] = M.privleak(m["mia_min_k_auc"], ref_auc)
+        result.details["privleak"] = {
+            "attack": "min_k",
+            "k": mia_k,
+            "auc": m["mia_min_k_auc"],
+            "reference_auc": ref_auc,
+        }
 
 
 def evaluate_tofu(
@@ -93,30 +188,8 @@ def evaluate_tofu(
     if isinstance(reference, str | bytes) or hasattr(reference, "__fspath__"):
         reference = EvalResult.load(reference)
 
-    # 1. Encode every needed sequence once; drop items with a target that has no token left.
-    keys: dict[tuple[Any, str], int] = {}
-    encoded: list[dict] = []
-    plan: dict[str, dict[int, dict[str, int]]] = {s: {} for s in splits}
-    dropped: dict[str, list[int]] = {s: [] for s in splits}
-    for split, rows in splits.items():
-        for i, row in enumerate(rows):
-            ids = {}
-            for name, target in _variants(split, row).items():
-                key = (row["question"], target)
-                if key not in keys:
-                    ex = encode_qa(
-                        tokenizer, row["question"], target, system_prompt=system_prompt, max_length=max_length
-                    )
-                    keys[key] = -1 if ex.num_labels == 0 else len(encoded)
-                    if ex.num_labels:
-                        encoded.append(ex.to_dict())
-                ids[name] = keys[key]
-            if any(v < 0 for v in ids.values()):
-                dropped[split].append(i)
-            else:
-                plan[split][i] = ids
-
-    # 2. One scoring pass with per-token statistics.
+    # 1. Encode every needed sequence once; 2. one scoring pass with per-token statistics.
+    encoded, plan, dropped = _encoding_plan(splits, tokenizer, system_prompt, max_length)
     scores = score_sequences(
         model,
         encoded,
@@ -129,10 +202,7 @@ def evaluate_tofu(
     special = set(getattr(tokenizer, "all_special_ids", []) or []) | {tokenizer.eos_token_id}
 
     def content(seq: int, what: list) -> torch.Tensor:
-        """Per-token values without the end-of-turn token (MIA, ES and EM exclude it)."""
-        values = what[seq]
-        last_label = [t for t in encoded[seq]["labels"] if t != -100][-1]
-        return values[:-1] if last_label in special and len(values) > 1 else values
+        return content_tokens(what[seq], encoded[seq]["labels"], special)
 
     # 3. One generation pass over unique questions.
     generations: dict[str, str] = {}
@@ -151,6 +221,7 @@ def evaluate_tofu(
         )
         generations = dict(zip(questions, answers, strict=True))
 
+    # 4. Per-split metrics and Model Utility.
     result = EvalResult("tofu")
     m, per = result.metrics, result.per_item
     utility: dict[str, float] = {}
@@ -158,35 +229,9 @@ def evaluate_tofu(
     for split in ("forget", "retain", *_OPTION_SPLITS):
         if split not in splits:
             continue
-        rows, items = splits[split], plan[split]
-        prob, ratio, rouge, first = {}, {}, {}, {}
-        for i, ids in items.items():
-            p_ans = math.exp(-avg_nll[ids["answer"]])
-            perts = [avg_nll[v] for k, v in ids.items() if k.startswith("pert")]
-            if split in _OPTION_SPLITS:
-                prob[i] = p_ans / (p_ans + sum(math.exp(-x) for x in perts))
-                first[i] = float(all(avg_nll[ids["answer"]] < x for x in perts))  # true answer ranked first
-            else:
-                prob[i] = p_ans
-            if perts:
-                true_nll = avg_nll[ids["para"]] if "para" in ids else avg_nll[ids["answer"]]
-                ratio[i] = M.truth_ratio(true_nll, perts)
-            if generations:
-                rouge[i] = M.rouge_l(generations[rows[i]["question"]], rows[i]["answer"])["recall"]
-        per[f"{split}_prob"] = prob
-        m[f"{split}_prob"] = _mean(prob)
-        if first:
-            per[f"{split}_accuracy"] = first
-            m[f"{split}_accuracy"] = _mean(first)  # not a Model Utility component (TOFU's MU has 9 fixed ones)
+        ratio = _split_metrics(result, split, splits[split], plan[split], avg_nll, generations)
         if ratio:
             truth_ratios[split] = ratio
-            per[f"{split}_truth_ratio"] = ratio
-            agg = "closer_to_1" if split == "forget" else "true_better"
-            m[f"{split}_truth_ratio"] = M.truth_ratio_aggregate(list(ratio.values()), agg)
-        if generations:
-            per[f"{split}_rouge"] = rouge
-            per[f"{split}_generation"] = {i: generations[rows[i]["question"]] for i in items}
-            m[f"{split}_rouge"] = _mean(rouge)
         if split != "forget":
             for name in ("prob", "rouge", "truth_ratio"):
                 if m.get(f"{split}_{name}") is not None:
@@ -204,15 +249,19 @@ def evaluate_tofu(
     if "holdout" in splits:
         mia: dict[str, dict[str, dict[int, float]]] = {}
         for split in ("forget", "holdout"):
-            rows = splits[split]
-            mia[split] = {"loss": {}, "zlib": {}, "min_k": {}, "min_k_plus_plus": {}}
+            mia[split] = {a: {} for a in _MIA_ATTACKS}
             for i, ids in plan[split].items():
                 seq = ids["answer"]
-                mia[split]["loss"][i] = avg_nll[seq]
-                mia[split]["zlib"][i] = M.zlib_score(avg_nll[seq], rows[i]["answer"])
-                mia[split]["min_k"][i] = M.min_k_score(content(seq, scores.token_logps), mia_k)
-                mia[split]["min_k_plus_plus"][i] = M.min_k_score(content(seq, scores.minkpp_z), mia_k)
-        for attack in ("loss", "zlib", "min_k", "min_k_plus_plus"):
+                item = score_attacks(
+                    avg_nll[seq],
+                    content(seq, scores.token_logps),
+                    content(seq, scores.minkpp_z),
+                    splits[split][i]["answer"],
+                    mia_k,
+                )
+                for attack, value in item.items():
+                    mia[split][attack][i] = value
+        for attack in _MIA_ATTACKS:
             m[f"mia_{attack}_auc"] = M.auc(list(mia["forget"][attack].values()), list(mia["holdout"][attack].values()))
             per[f"mia_{attack}_forget"], per[f"mia_{attack}_holdout"] = mia["forget"][attack], mia["holdout"][attack]
 
@@ -233,22 +282,7 @@ def evaluate_tofu(
     # Reference-based metrics: Forget Quality and PrivLeak.
     m["forget_quality"], m["privleak"] = None, None
     if reference is not None:
-        need = ["forget"] + (["holdout"] if "holdout" in splits else [])
-        check_reference(result.meta, reference, splits=need, strict=strict_reference)
-        ref_ratios = reference.per_item.get("forget_truth_ratio")
-        if ref_ratios and "forget" in truth_ratios:
-            fq = M.forget_quality(list(truth_ratios["forget"].values()), list(ref_ratios.values()))
-            m["forget_quality"] = fq["p_value"]
-            result.details["forget_quality"] = fq
-        ref_auc = reference.metrics.get("mia_min_k_auc")
-        if ref_auc is not None and m.get("mia_min_k_auc") is not None:
-            m["privleak"] = M.privleak(m["mia_min_k_auc"], ref_auc)
-            result.details["privleak"] = {
-                "attack": "min_k",
-                "k": mia_k,
-                "auc": m["mia_min_k_auc"],
-                "reference_auc": ref_auc,
-            }
+        _reference_metrics(result, reference, truth_ratios.get("forget"), splits, mia_k, strict_reference)
     return result
 
 

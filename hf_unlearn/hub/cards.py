@@ -1,6 +1,6 @@
 """Model cards for unlearned models: ``model-index`` metadata from evaluation results, readable tables, citation.
 
-TRL's generated card does not fit unlearned checkpoints (spec hf-stack.md 1.7): it links ``huggingface.co/None`` for
+TRL's generated card does not fit unlearned checkpoints : it links ``huggingface.co/None`` for
 local bases, writes ``library_name: transformers`` over PEFT's ``peft`` and cannot carry evaluation results. This card
 names the real base model, says ``library_name: peft`` for adapters, records the method and its hyperparameters in an
 ``unlearning:`` block, and puts every aggregate metric in ``model-index`` via ``huggingface_hub.EvalResult``. It names

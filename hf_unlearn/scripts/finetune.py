@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,6 +36,7 @@ def finetune(
     import torch
     from transformers import Trainer, TrainingArguments
 
+    from ..atomic import atomic_directory
     from ..data import DataCollatorForUnlearning, tokenize_rows
     from ..models import load_model
 
@@ -46,11 +46,9 @@ def finetune(
         {"input_ids": r["input_ids"], "labels": r["labels"]}
         for r in tokenize_rows(rows, tokenizer, system_prompt=system_prompt)
     ]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp, tempfile.TemporaryDirectory(dir=target.parent) as work:
         args = TrainingArguments(
-            output_dir=str(tmp / "trainer"),
+            output_dir=str(Path(work) / "trainer"),
             per_device_train_batch_size=batch_size,
             num_train_epochs=epochs,
             learning_rate=learning_rate,
@@ -71,13 +69,8 @@ def finetune(
             data_collator=DataCollatorForUnlearning(pad_token_id=tokenizer.pad_token_id),
         )
         trainer.train()
-        model.save_pretrained(tmp / "model")
-        tokenizer.save_pretrained(tmp / "model")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp / "model", target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return target
 
 

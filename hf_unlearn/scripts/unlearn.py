@@ -101,6 +101,7 @@ def _check_output_dir(path: str, overwrite: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     import hf_unlearn as hu
     from hf_unlearn.objective import requirements
+    from hf_unlearn.sources import training_data
 
     argv = list(sys.argv[1:] if argv is None else argv)
     method = _method_of(argv)
@@ -110,43 +111,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise ValueError(f"Unknown callbacks {sorted(unknown)}; choose from {', '.join(CALLBACKS)}.")
     _check_output_dir(training_args.output_dir, script_args.overwrite)
 
-    if script_args.dataset == "tofu":
-        forget = hu.load_tofu(f"{script_args.tofu_split}_perturbed")
-        retain = hu.load_tofu(f"retain{100 - int(script_args.tofu_split[-2:])}")
-        eval_sets = None
-    elif script_args.dataset == "fictitious-authors":
-        bench = hu.build_fictitious_authors(
-            num_authors=script_args.num_authors,
-            qa_per_author=script_args.qa_per_author,
-            forget_fraction=script_args.forget_fraction,
-            holdout_fraction=script_args.holdout_fraction,
-            seed=script_args.benchmark_seed,
-        )
-        forget, retain = bench["forget"], bench["retain"]
-        from hf_unlearn.evaluation import builtin_tofu_splits
-
-        eval_sets = builtin_tofu_splits(bench, retain_size=min(200, len(bench["retain"])))
-    elif script_args.dataset in ("muse-news", "muse-books"):
-        corpus = script_args.dataset.removeprefix("muse-")
-        forget, retain = hu.load_muse(corpus, "raw", "forget"), hu.load_muse(corpus, "raw", "retain1")
-        eval_sets = None
-    elif script_args.dataset == "files":
-        import json
-
-        if not script_args.forget_path:
-            raise ValueError("dataset=files needs forget_path (JSON lines; retain_path for a retain set).")
-
-        def read(path):
-            with open(path) as fh:
-                return [json.loads(line) for line in fh if line.strip()]
-
-        forget = read(script_args.forget_path)
-        retain = read(script_args.retain_path) if script_args.retain_path else None
-        eval_sets = None
-    else:
-        raise ValueError(
-            f"Unknown dataset {script_args.dataset!r}; use fictitious-authors, tofu, muse-news, muse-books or files."
-        )
+    data = training_data(
+        script_args.dataset,
+        benchmark={
+            "num_authors": script_args.num_authors,
+            "qa_per_author": script_args.qa_per_author,
+            "forget_fraction": script_args.forget_fraction,
+            "holdout_fraction": script_args.holdout_fraction,
+            "seed": script_args.benchmark_seed,
+        },
+        tofu_split=script_args.tofu_split,
+        forget_path=script_args.forget_path,
+        retain_path=script_args.retain_path,
+    )
+    forget, retain, eval_sets = data.forget, data.retain, data.eval_sets
 
     from trl import get_peft_config
 

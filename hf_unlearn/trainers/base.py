@@ -234,6 +234,17 @@ class UnlearnTrainerMixin:
 
     Subclasses set ``config_class`` and implement :meth:`build_objectives` (the method's objective(s) for a config);
     the retain term and the objectives given as callbacks or ``objectives=`` are added by the mixin.
+
+    Args:
+        model: a model, a Hub id or a local folder (``"bundled"`` for the bundled model).
+        args: the method's config; default: its defaults with ``output_dir`` named after the model and method.
+        forget_dataset: rows to unlearn, in any data-layer schema (a ``datasets.Dataset`` or a list of dicts).
+        retain_dataset: rows to keep; required exactly when an objective reads retain rows.
+        processing_class: the tokenizer; default: loaded from the model's folder or Hub id.
+        ref_model: an explicit frozen reference (otherwise TRL's rule: precomputed, or the adapter disabled).
+        peft_config: a PEFT config to train an adapter (LoRA/QLoRA).
+        callbacks: ``TrainerCallback`` s; representation objectives (RMU, Attention Shifting) take part in the loss.
+        objectives: further :class:`~hf_unlearn.objective.UnlearningObjective` s to add to the method's own.
     """
 
     config_class: ClassVar[type]
@@ -292,6 +303,10 @@ class UnlearnTrainerMixin:
             from transformers import AutoTokenizer
 
             path = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "")
+            if not path:
+                raise ValueError(
+                    "This model was built in memory, so its tokenizer cannot be found: pass processing_class=."
+                )
             processing_class = AutoTokenizer.from_pretrained(path)
         tokenizer = self._tokenizer_of(processing_class)
         self.forget_rows = forget_rows

@@ -1,7 +1,7 @@
-"""Pure loss functions of the output-level unlearning objectives (spec: methods.md sections 0-4).
+"""Pure loss functions of the output-level unlearning objectives (GA, GradDiff, NPO, SimNPO, DPO-style IDK).
 
 Conventions: ``logps`` are per-sequence *summed* log-probabilities ``log pi(y|x)`` over label tokens (the negated
-summed NLL ``S`` of the spec), shape ``(B,)``. Every function returns *per-row* (or per-position) values; callers
+summed NLL ``S`` of the papers), shape ``(B,)``. Every function returns *per-row* (or per-position) values; callers
 reduce them, which lets the trainers normalise by whole gradient-accumulation windows and keep accumulation exact.
 
 The ``2/beta`` factor of NPO, SimNPO and the reference DPO-unlearning code is exposed as ``scale`` (``None`` means
