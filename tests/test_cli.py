@@ -33,3 +33,25 @@ def test_help_lists_commands(capsys):
         build_parser().parse_args(["--help"])
     text = capsys.readouterr().out
     assert "demo" in text and "data" in text and "hf-unlearn data export" in text
+
+
+def test_export_overwrite_replaces_only_an_earlier_export(tmp_path, capsys, monkeypatch):
+    notes = tmp_path / "thesis"
+    notes.mkdir()
+    (notes / "chapter1.tex").write_text("years of work")
+    assert main(["data", "export", str(notes), "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not an earlier export" in err and "\n" not in err
+    assert (notes / "chapter1.tex").read_text() == "years of work"
+    out = tmp_path / "fa"
+    assert main(["data", "export", str(out), "--num-authors", "10"]) == 0
+    assert main(["data", "export", str(out), "--num-authors", "12", "--overwrite"]) == 0  # an earlier export: replaced
+    assert json.loads((out / "metadata.json").read_text())["config"]["num_authors"] == 12
+    (out / "my_notes.md").write_text("keep")  # an export the user added a file to is no longer ours to replace
+    assert main(["data", "export", str(out), "--overwrite"]) == 2
+    assert "my_notes.md" in capsys.readouterr().err and (out / "my_notes.md").is_file()
+    monkeypatch.chdir(notes)
+    assert main(["data", "export", ".", "--overwrite"]) == 2  # the working folder is never replaced
+    assert "its own folder" in capsys.readouterr().err and (notes / "chapter1.tex").is_file()
+    assert main(["data", "export", str(tmp_path), "--overwrite"]) == 2  # nor a parent of it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fa", "thesis"]

@@ -313,6 +313,31 @@ def test_gradient_accumulation_is_exact(chat_tokenizer, bench, tmp_path, cls, cf
         torch.testing.assert_close(results[0][name], results[1][name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("stop", [1, 4, 7])  # inside epochs 0, 1 and 2 (3 forget rows, batch 1)
+def test_resume_inside_any_epoch_matches_uninterrupted_run(chat_tokenizer, bench, tmp_path, stop):
+    common = dict(
+        per_device_train_batch_size=1,
+        max_steps=8,
+        seed=7,
+        learning_rate=5e-3,
+        save_strategy="steps",
+        save_steps=1,
+        save_only_model=False,
+        retain_per_forget=2,
+    )
+    full = _trainer(GradDiffTrainer, GradDiffConfig, chat_tokenizer, bench, tmp_path / "a", **common)
+    full.train()
+    partial = _trainer(GradDiffTrainer, GradDiffConfig, chat_tokenizer, bench, tmp_path / "b", **common)
+    partial.add_callback(StopAtStep(stop))
+    partial.train()
+    resumed = _trainer(GradDiffTrainer, GradDiffConfig, chat_tokenizer, bench, tmp_path / "b", **common)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / f"checkpoint-{stop}"))
+    assert resumed.state.global_step == 8
+    a, b = _params(full.model), _params(resumed.model)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name  # bit for bit
+
+
 def test_resume_from_checkpoint_matches_uninterrupted_run(chat_tokenizer, bench, tmp_path):
     common = dict(
         per_device_train_batch_size=2,

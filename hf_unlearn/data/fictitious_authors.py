@@ -283,6 +283,35 @@ class FictitiousAuthors:
             },
         }
 
+    def _export_names(self) -> set[str]:
+        tables = [*self.splits, "authors"]
+        return {"metadata.json"} | {f"{t}.{ext}" for t in tables for ext in ("jsonl", "parquet")}
+
+    def _check_replaceable(self, target: Path, overwrite: bool) -> None:
+        """Refuse to replace ``target`` unless asked to and it holds an earlier export and nothing else."""
+        if not overwrite:
+            raise FileExistsError(
+                f"{target} exists and is not empty; choose another folder or pass overwrite=True (--overwrite)."
+            )
+        resolved = target.resolve()
+        protected = {Path("/"), Path.home().resolve(), Path.cwd().resolve()}
+        if resolved in protected or resolved in Path.cwd().resolve().parents:
+            raise FileExistsError(f"Refusing to replace {target} ({resolved}): give the export its own folder.")
+        if not target.is_dir():
+            raise FileExistsError(f"{target} is a file, not an earlier export; choose another folder.")
+        meta = target / "metadata.json"
+        try:
+            is_export = json.loads(meta.read_text()).get("name") == "fictitious-authors"
+        except (OSError, ValueError, AttributeError):
+            is_export = False
+        others = sorted(p.name for p in target.iterdir() if p.name not in self._export_names() or p.is_dir())
+        if not is_export or others:
+            shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+            reason = f"it also holds {shown}" if is_export else "it has no fictitious-authors metadata.json"
+            raise FileExistsError(
+                f"Refusing to overwrite {target}: it is not an earlier export ({reason}); choose another folder."
+            )
+
     def export(
         self,
         directory: str | os.PathLike[str],
@@ -295,13 +324,14 @@ class FictitiousAuthors:
 
         Files are written to a temporary folder next to ``directory`` and moved into place at the end, so a failure
         never leaves a half-written export behind. An existing non-empty ``directory`` is refused unless
-        ``overwrite=True``.
+        ``overwrite=True``, and even then only an earlier export (its ``metadata.json`` and split files, nothing
+        else) is replaced: a folder holding anything else, the working folder, the home folder or ``/`` never is.
         """
         if format not in ("json", "parquet", "both"):
             raise ValueError(f"format must be 'json', 'parquet' or 'both', got {format!r}.")
         target = Path(directory)
-        if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-            raise FileExistsError(f"{target} exists and is not empty; choose another folder or pass overwrite=True.")
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            self._check_replaceable(target, overwrite)
         with atomic_directory(target) as tmp:
             tables = {**self.splits, "authors": self.authors}
             for name, rows in tables.items():

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import torch
 from accelerate.utils import is_peft_model
-from transformers import ProcessorMixin
+from transformers import ProcessorMixin, TrainerCallback
 from trl.trainer.utils import use_adapter
 
 from ..data.collators import DataCollatorForUnlearning
@@ -229,6 +229,23 @@ def _as_rows(data: Any) -> Sequence[Mapping[str, Any]]:
     return list(data)
 
 
+class _PairingEpoch(TrainerCallback):
+    """Keeps the pairing dataset's epoch equal to the Trainer's, also after resuming inside an epoch.
+
+    The Trainer forwards ``set_epoch`` to the data loader, but after a resume mid-epoch the loader that skips the
+    trained batches does not reach the dataset, so retain rows of epoch 0 were drawn again (a resumed run then
+    differed from the uninterrupted one). ``state.epoch`` is restored from the checkpoint before this event fires.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        dataset = self.trainer.train_dataset
+        if isinstance(dataset, ForgetRetainDataset):
+            dataset.set_epoch(int(state.epoch + 1e-6))
+
+
 class UnlearnTrainerMixin:
     """Turns a TRL trainer into an unlearning trainer; see the module docstring.
 
@@ -341,6 +358,7 @@ class UnlearnTrainerMixin:
         self.train_dataset = ForgetRetainDataset(
             self.forget_dataset, retain, retain_per_forget=self.args.retain_per_forget, seed=seed
         )
+        self.add_callback(_PairingEpoch(self))
 
     # ------------------------------------------------------------------------------------------- objectives
 
