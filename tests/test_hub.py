@@ -75,6 +75,11 @@ def test_trainer_push_is_private_with_card_and_no_forget_text(chat_tokenizer, be
     result = evaluate_tofu(trainer.model, chat_tokenizer, **builtin_tofu_splits(bench, retain_size=5), max_new_tokens=6)
     result.save(tmp_path / "out" / "results.json")  # full result, with per-item generations of forget questions
     (tmp_path / "out" / "forget.jsonl").write_text(json.dumps(bench["forget"][0]))  # must never be uploaded
+    stale = tmp_path / "out" / "checkpoint-1"  # an intermediate, less unlearned checkpoint: never published
+    stale.mkdir()
+    (stale / "adapter_model.safetensors").write_bytes(b"old weights")
+    (stale / "adapter_config.json").write_text("{}")
+    local_results = (tmp_path / "out" / "results.json").read_text()
     fake = FakeHub(tmp_path / "remote")
     with (
         mock.patch.object(HfApi, "create_repo", fake.create_repo),
@@ -86,6 +91,10 @@ def test_trainer_push_is_private_with_card_and_no_forget_text(chat_tokenizer, be
     uploaded = fake.calls[1][2]
     assert {"README.md", "adapter_config.json", "adapter_model.safetensors", "results.json"} <= set(uploaded)
     assert not any(n.endswith((".bin", ".jsonl", ".pt")) for n in uploaded)
+    assert all("/" not in n for n in uploaded)  # top-level files only: no checkpoint-*/ weights
+    assert (tmp_path / "out" / "results.json").read_text() == local_results  # the user's file keeps per_item
+    assert "per_item" in json.loads(local_results)
+    assert "per_item" not in json.loads((tmp_path / "remote" / "results.json").read_text())
     card = ModelCard.load(tmp_path / "remote" / "README.md")
     assert card.data.library_name == "peft" and card.data.unlearning["method"] == "NPO"
     assert card.data.unlearning["forget_set"]["size"] == len(bench["forget"])

@@ -2,11 +2,13 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from huggingface_hub import ModelCard
 
@@ -92,3 +94,56 @@ def test_shipped_configs_parse(path):
 
     assert isinstance(training_args, get_method(script_args.method).config_class)
     assert model_args.model_name_or_path and training_args.output_dir.startswith("outputs/")
+
+
+def test_recipe_resumes_an_interrupted_run_and_refuses_to_clobber_it(tmp_path, tiny_model_dir, capsys):
+    from safetensors.torch import load_file
+
+    cfg = _config(tmp_path, tiny_model_dir, save_strategy="steps", save_steps=1, evaluate=False)
+    main(["--config", str(cfg)])
+    out = tmp_path / "run"
+    final = load_file(out / "model.safetensors")
+    for item in out.iterdir():  # a run killed after its first checkpoint: only checkpoint-1 is left
+        if item.name != "checkpoint-1":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    with pytest.raises(FileExistsError, match=r"interrupted run \(checkpoint-1\).*--resume_from_checkpoint true"):
+        main(["--config", str(cfg)])
+    assert [p.name for p in out.iterdir()] == ["checkpoint-1"]  # untouched
+    main(["--config", str(cfg), "--resume_from_checkpoint", "true"])
+    assert "resuming from" in capsys.readouterr().out
+    resumed = load_file(out / "model.safetensors")
+    for name, tensor in final.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)  # equals the uninterrupted run
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        main(
+            [
+                "--config",
+                str(_config(tmp_path, tiny_model_dir, output_dir=str(tmp_path / "new"))),
+                "--resume_from_checkpoint",
+                "true",
+            ]
+        )
+
+
+def test_overwrite_removes_only_what_the_library_wrote(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, evaluate=True)
+    main(["--config", str(cfg)])  # full fine-tuning: model.safetensors, config.json, results.json, README.md
+    out = tmp_path / "run"
+    (out / "notes.txt").write_text("mine")
+    main(
+        [
+            "--config",
+            str(cfg),
+            "--overwrite",
+            "true",
+            "--use_peft",
+            "true",
+            "--lora_target_modules",
+            "all-linear",
+            "--evaluate",
+            "false",
+        ]
+    )
+    names = {p.name for p in out.iterdir()}
+    assert "adapter_model.safetensors" in names and "notes.txt" in names
+    assert not names & {"model.safetensors", "results.json"}  # no stale full model or results beside the adapter

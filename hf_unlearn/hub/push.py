@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +50,10 @@ def push_unlearned(
 ) -> Any:
     """Create ``repo_id`` (private unless ``private=False``) and upload the allowed files of ``folder``.
 
-    A ``results.json`` in the folder is rewritten without per-item data before upload. Raises
-    :class:`HubLoginRequiredError` (with how to log in) when no token is configured.
+    Only top-level files matching :data:`ALLOWED_FILES` go up: intermediate ``checkpoint-*`` folders (less unlearned
+    than the final weights) never do. A ``results.json`` is uploaded without its per-item data; the local file is
+    left untouched (a later ``--reference-logs`` needs it). Raises :class:`HubLoginRequiredError` (with how to log
+    in) when no token is configured.
     """
     from huggingface_hub import HfApi, get_token
 
@@ -63,20 +67,30 @@ def push_unlearned(
         raise HubLoginRequiredError(
             "No Hugging Face token found: run `hf auth login` (or set HF_TOKEN), or pass token=... / --token."
         )
-    results = folder / "results.json"
-    if results.is_file():
-        data = json.loads(results.read_text())
-        if "per_item" in data:
-            results.write_text(json.dumps(sanitize_results(data), indent=1) + "\n")
     api = api or HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True, token=token)
-    return api.upload_folder(
-        repo_id=repo_id,
-        folder_path=str(folder),
-        allow_patterns=ALLOWED_FILES,
-        commit_message=commit_message,
-        token=token,
-    )
+    with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_") as staging:
+        for path in _upload_files(folder):
+            if path.name == "results.json":
+                try:
+                    data = json.loads(path.read_text())
+                except ValueError as err:
+                    raise ValueError(f"{path} is not valid JSON ({err}); fix or remove it before pushing.") from None
+                (Path(staging) / path.name).write_text(json.dumps(sanitize_results(data), indent=1) + "\n")
+            else:
+                os.symlink(path.resolve(), Path(staging) / path.name)  # no copy of the weights
+        return api.upload_folder(
+            repo_id=repo_id,
+            folder_path=staging,
+            allow_patterns=ALLOWED_FILES,
+            commit_message=commit_message,
+            token=token,
+        )
+
+
+def _upload_files(folder: Path) -> list[Path]:
+    """The top-level files of ``folder`` that may be published (no subfolder is ever uploaded)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and any(fnmatch.fnmatch(p.name, a) for a in ALLOWED_FILES))
 
 
 def load_unlearned(repo_or_dir: str | os.PathLike[str], **kwargs: Any):

@@ -11,10 +11,13 @@ parses the rest.
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hf_unlearn.registry import CALLBACKS, METHODS, get_method, make_callback
 
@@ -37,7 +40,8 @@ class UnlearnScriptArguments:
         evaluate: evaluate the unlearned model at the end (TOFU-style suite) and write ``results.json``.
         reference_logs: the retain model's saved result, for Forget Quality and PrivLeak.
         eval_max_new_tokens: generation length of the evaluation.
-        overwrite: allow an output folder that already holds another run.
+        overwrite: allow an output folder that already holds another run: the files this library wrote there are
+            removed first (``LIBRARY_OUTPUTS``), nothing else.
     """
 
     method: str = field(default="npo", metadata={"help": f"One of {', '.join(METHODS)}."})
@@ -85,17 +89,85 @@ def make_parser(method: str = "npo"):
     return TrlParser((UnlearnScriptArguments, get_method(method).config_class, ModelConfig))
 
 
-def _check_output_dir(path: str, overwrite: bool) -> None:
-    if (
-        os.path.isdir(path)
-        and any(
-            os.path.exists(os.path.join(path, f)) for f in ("adapter_config.json", "config.json", "trainer_state.json")
-        )
-        and not overwrite
-    ):
+# What the recipe (through the trainer, the tokenizer, the evaluation and the card) writes into an output folder;
+# `--overwrite true` removes these and nothing else.
+LIBRARY_OUTPUTS = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "model-*-of-*.safetensors",
+    "model.safetensors.index.json",
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "README.md",
+    "results.json",
+    "training_args.bin",
+    "trainer_state.json",
+    "forget_vs_utility.png",
+    "hf_unlearn_rmu.safetensors",
+    "checkpoint-*",
+)
+_RUN_MARKERS = ("adapter_config.json", "config.json", "trainer_state.json")
+
+
+def _library_outputs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if any(fnmatch.fnmatch(p.name, pat) for pat in LIBRARY_OUTPUTS))
+
+
+def _prepare_output_dir(path: str, overwrite: bool, resume: str | bool | None) -> str | None:
+    """Check the output folder against the run about to start; return the checkpoint to resume from, if any.
+
+    * ``resume`` (``--resume_from_checkpoint``): a checkpoint folder, or ``true`` for the latest ``checkpoint-*`` of
+      ``output_dir``;
+    * a folder holding a finished run (model or trainer state) or an interrupted one (``checkpoint-*`` only) is
+      refused, naming both ways out, unless ``overwrite``: then the files this library writes are removed first
+      (nothing else is), so no earlier model or ``results.json`` is left beside the new run or pushed with it.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = Path(path)
+    if isinstance(resume, str) and resume.lower() in ("true", "1", "yes"):
+        resume = True
+    elif isinstance(resume, str) and resume.lower() in ("false", "0", "no", ""):
+        resume = None
+    if resume is True:
+        last = get_last_checkpoint(path) if folder.is_dir() else None
+        if last is None:
+            raise FileNotFoundError(f"--resume_from_checkpoint true: {path} holds no checkpoint-* folder to resume.")
+        print(f"[hf_unlearn] resuming from {last}", flush=True)
+        return last
+    if resume:
+        if not Path(resume, "trainer_state.json").is_file():
+            raise FileNotFoundError(
+                f"{resume} is not a checkpoint (no trainer_state.json); give a checkpoint-* folder."
+            )
+        print(f"[hf_unlearn] resuming from {resume}", flush=True)
+        return str(resume)
+    if not folder.is_dir():
+        return None
+    checkpoints = sorted(p.name for p in folder.glob("checkpoint-*") if p.is_dir())
+    finished = any((folder / f).exists() for f in _RUN_MARKERS)
+    if not (finished or checkpoints):
+        return None
+    if not overwrite:
+        if finished:
+            raise FileExistsError(
+                f"{path} already holds a run (model or trainer state); choose another output_dir or pass --overwrite "
+                "true."
+            )
         raise FileExistsError(
-            f"{path} already holds a run (model or trainer state); choose another output_dir or pass --overwrite true."
+            f"{path} holds an interrupted run ({', '.join(checkpoints)}): resume it with --resume_from_checkpoint "
+            "true, or pass --overwrite true to start again, or choose another output_dir."
         )
+    for item in _library_outputs(folder):
+        shutil.rmtree(item) if item.is_dir() else item.unlink()
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -109,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(script_args.callbacks) - set(CALLBACKS)
     if unknown:
         raise ValueError(f"Unknown callbacks {sorted(unknown)}; choose from {', '.join(CALLBACKS)}.")
-    _check_output_dir(training_args.output_dir, script_args.overwrite)
+    resume = _prepare_output_dir(training_args.output_dir, script_args.overwrite, training_args.resume_from_checkpoint)
 
     data = training_data(
         script_args.dataset,
@@ -149,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         peft_config=get_peft_config(model_args),
         callbacks=callbacks,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     _settle_collectives()
     if trainer.is_world_process_zero():
