@@ -381,6 +381,28 @@ def test_non_finite_loss_stops_with_step_and_term(chat_tokenizer, bench, tmp_pat
     assert any(not torch.equal(before[n], after[n]) for n in before)  # step 1 happened, step 2 did not update
 
 
+def test_non_finite_gradient_from_a_finite_loss_stops_before_the_update(chat_tokenizer, bench, tmp_path):
+    tr = _trainer(GradDiffTrainer, GradDiffConfig, chat_tokenizer, bench, tmp_path, max_steps=3, max_grad_norm=0.0)
+    calls = {"n": 0}
+    snapshot = {}
+
+    def poison(grad):  # the loss stays finite; one gradient entry of step 2 becomes infinite
+        calls["n"] += 1
+        if calls["n"] == 2:
+            snapshot.update(_params(tr.model))
+            return grad.index_fill(0, torch.tensor([0]), float("inf"))
+        return grad
+
+    tr.model.lm_head.weight.register_hook(poison)
+    with pytest.raises(NonFiniteLossError, match=r"Non-finite gradient at optimizer step 2"):
+        tr.train()
+    after = _params(tr.model)
+    assert all(torch.isfinite(p).all() for p in after.values())
+    assert all(torch.equal(snapshot[n], after[n]) for n in after)  # step 2 was not applied
+    with pytest.raises(ValueError, match="learning_rate must be a finite number"):
+        GradDiffConfig(output_dir=str(tmp_path), learning_rate=float("inf"))
+
+
 def test_ascent_guards(chat_tokenizer, bench, tmp_path):
     tr = _trainer(
         GradAscentTrainer,

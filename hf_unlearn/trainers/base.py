@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,8 @@ class UnlearnConfigMixin:
             raise ValueError(
                 f"retain_loss_type must be one of {', '.join(RETAIN_LOSS_TYPES)}, got {self.retain_loss_type!r}."
             )
+        if not math.isfinite(self.learning_rate) or self.learning_rate < 0:
+            raise ValueError(f"learning_rate must be a finite number >= 0, got {self.learning_rate}.")
         if self.retain_per_forget < 1:
             raise ValueError(f"retain_per_forget must be >= 1, got {self.retain_per_forget}.")
         if self.forget_coeff < 0 or self.retain_coeff < 0:
@@ -244,6 +247,24 @@ class _PairingEpoch(TrainerCallback):
         dataset = self.trainer.train_dataset
         if isinstance(dataset, ForgetRetainDataset):
             dataset.set_epoch(int(state.epoch + 1e-6))
+
+
+class _FiniteGradients(TrainerCallback):
+    """Stops training before an optimizer step whose gradients hold NaN or infinity (a finite loss can still have
+    them), so that the weights are never corrupted: they stay those of the previous step."""
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if not grads:  # e.g. DeepSpeed keeps gradients inside its engine
+            return
+        norm = torch.nn.utils.get_total_norm(grads, error_if_nonfinite=False)
+        if not torch.isfinite(norm):
+            step = state.global_step + 1
+            raise NonFiniteLossError(
+                f"Non-finite gradient at optimizer step {step} (norm {float(norm)}), from a finite loss. Training "
+                f"stopped before this step's update; the weights are those after step {step - 1}. Lower the learning "
+                "rate, check the data, or avoid fp16."
+            )
 
 
 class UnlearnTrainerMixin:
@@ -359,6 +380,7 @@ class UnlearnTrainerMixin:
             self.forget_dataset, retain, retain_per_forget=self.args.retain_per_forget, seed=seed
         )
         self.add_callback(_PairingEpoch(self))
+        self.add_callback(_FiniteGradients())
 
     # ------------------------------------------------------------------------------------------- objectives
 
