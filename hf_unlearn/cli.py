@@ -88,6 +88,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .models import load_model
 
     t0 = time.perf_counter()
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}.")
+    if args.output and os.path.isdir(args.output):  # checked before the evaluation, not after it
+        raise ValueError(f"--output {args.output} is a folder; give a file path such as {args.output}/result.json.")
+    reference = EvalResult.load(args.reference_logs) if args.reference_logs else None  # a bad log fails first
     sets = _eval_sets(args)
     model, tokenizer = load_model(args.model, dtype=args.dtype)
     if args.suite == "tofu":
@@ -95,14 +100,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             model,
             tokenizer,
             **sets,
-            reference=args.reference_logs,
+            reference=reference,
             generate=not args.no_generate,
             max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size,
             progress=True,
         )
     elif args.suite == "muse":
-        result = evaluate_muse(model, tokenizer, **sets, reference=args.reference_logs, batch_size=args.batch_size)
+        result = evaluate_muse(model, tokenizer, **sets, reference=reference, batch_size=args.batch_size)
     else:
         result = EvalResult("mcq")
         for name, rows in sets.items():

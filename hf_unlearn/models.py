@@ -305,8 +305,15 @@ def load_model(
         )
         if not on_gpu:
             kwargs["device_map"] = device_map or "cpu"
+    from safetensors import SafetensorError
+
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except SafetensorError as err:
+        raise ValueError(
+            f"The weights of {path} are truncated or not a safetensors file ({err}); save or download the model "
+            "again (a bundled-model cache repairs itself on the next load)."
+        ) from None
     except OSError as err:
         if not os.path.isdir(path) and os.environ.get("HF_HUB_OFFLINE") == "1":
             raise OSError(

@@ -24,8 +24,16 @@ class TrainingData:
 
 
 def _read_jsonl(path: str) -> list[dict]:
+    rows = []
     with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as err:
+                raise ValueError(f"{path}, line {number}: not valid JSON ({err}); one JSON object per line.") from None
+    return rows
 
 
 def training_data(

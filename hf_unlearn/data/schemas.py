@@ -67,7 +67,14 @@ def detect_schema(row: Mapping[str, Any]) -> Schema:
     if {"question", "choices", "answer"} <= keys and isinstance(row["answer"], int):
         return Schema.MCQ
     if {"question", "answer"} <= keys and isinstance(row["answer"], str):
+        if not isinstance(row["question"], str):
+            raise ValueError(f"'question' must be a string in a QA row, got {type(row['question']).__name__}.")
         return Schema.QA
+    if {"question", "answer"} <= keys and not isinstance(row["answer"], int | list):
+        raise ValueError(
+            f"'answer' must be a string in a QA row (or a choice index in an MCQ row), got "
+            f"{type(row['answer']).__name__}: fill or drop rows with empty answers."
+        )
     if {"prompt", "text"} <= keys:
         return Schema.COMPLETION
     raise ValueError(

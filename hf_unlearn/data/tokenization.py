@@ -299,7 +299,20 @@ def tokenize_rows(
     dropped: list[int] = []
     schema: Schema | None = None
     for i, row in enumerate(rows):
-        schema = schema or detect_schema(row)
+        if not isinstance(row, Mapping):
+            raise ValueError(
+                f"Row {i} is a {type(row).__name__}, not a mapping of columns: pass rows as dicts such as "
+                "{'question': ..., 'answer': ...}, or a datasets.Dataset."
+            )
+        try:
+            kind = detect_schema(row)
+        except ValueError as err:
+            raise ValueError(f"Row {i}: {err}") from None
+        if schema is not None and kind != schema:
+            raise ValueError(
+                f"Row {i} is a {kind.value} row but row 0 is a {schema.value} row; one dataset holds one schema."
+            )
+        schema = kind
         ex = _encode_row(
             tokenizer,
             row,

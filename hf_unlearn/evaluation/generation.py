@@ -36,6 +36,8 @@ def generate_from_ids(
     """Greedy continuations of tokenised prompts (in order), decoded without special tokens, cut and stripped.
 
     ``progress`` shows a tqdm bar over prompts (a string is used as its description)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     from tqdm.auto import tqdm
 
     was_training = model.training

@@ -75,13 +75,22 @@ class EvalResult:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk or an interruption leaves no stray .tmp file
+            raise
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EvalResult:
-        data = json.loads(Path(path).read_text())
+        try:
+            data = json.loads(Path(path).read_text())
+        except ValueError as err:
+            raise ValueError(f"{path} is not valid JSON ({err}); pass a results.json written by hf_unlearn.") from None
+        if not isinstance(data, dict) or "suite" not in data or "metrics" not in data:
+            raise ValueError(f"{path} is not an hf_unlearn evaluation result (no 'suite' and 'metrics').")
         per_item = {k: {int(i): v for i, v in d.items()} for k, d in data.get("per_item", {}).items()}
         return cls(data["suite"], data["metrics"], data.get("details", {}), per_item, data.get("meta", {}))
 

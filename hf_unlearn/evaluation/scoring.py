@@ -175,6 +175,8 @@ def score_sequences(
     tokeniser): the answer, the paraphrase and every perturbed answer of a question cost one prompt plus their own
     tokens. Results equal unshared scoring up to float rounding (checked in the tests).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
     n = len(examples)
     sums = torch.zeros(n, dtype=torch.float32)
     counts = torch.zeros(n, dtype=torch.long)

@@ -14,6 +14,7 @@ real-authors split).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -137,19 +138,26 @@ def _reference_metrics(
     need = ["forget"] + (["holdout"] if "holdout" in splits else [])
     check_reference(result.meta, reference, splits=need, strict=strict)
     ref_ratios = reference.per_item.get("forget_truth_ratio")
-    if ref_ratios and forget_ratios:
+    if not ref_ratios:
+        reason = (
+            "the reference log has no per-item forget truth ratios (a copy saved without per_item, such as the one "
+            "pushed to the Hub), so Forget Quality cannot be computed; pass the full results.json of the retain model"
+        )
+        result.details["forget_quality"] = {"skipped": reason}
+        warnings.warn(reason, UserWarning, stacklevel=3)
+    elif forget_ratios:
         fq = M.forget_quality(list(forget_ratios.values()), list(ref_ratios.values()))
         m["forget_quality"] = fq["p_value"]
         result.details["forget_quality"] = fq
     ref_auc = reference.metrics.get("mia_min_k_auc")
     if ref_auc is not None and m.get("mia_min_k_auc") is not None:
-        m["privleak"] = M.privleak(m["mia_min_k_auc"], ref_auc)
-        result.details["privleak"] = {
-            "attack": "min_k",
-            "k": mia_k,
-            "auc": m["mia_min_k_auc"],
-            "reference_auc": ref_auc,
-        }
+        details = {"attack": "min_k", "k": mia_k, "auc": m["mia_min_k_auc"], "reference_auc": ref_auc}
+        try:
+            m["privleak"] = M.privleak(m["mia_min_k_auc"], ref_auc)
+        except ValueError as err:  # a reference AUC of 1 leaves it undefined: report why instead of failing
+            details["skipped"] = str(err)
+            warnings.warn(f"PrivLeak not computed: {err}", UserWarning, stacklevel=3)
+        result.details["privleak"] = details
 
 
 def evaluate_tofu(
@@ -187,6 +195,15 @@ def evaluate_tofu(
     splits = {k: list(v) for k, v in splits.items() if v}
     if isinstance(reference, str | bytes) or hasattr(reference, "__fspath__"):
         reference = EvalResult.load(reference)
+    if reference is not None:  # a mismatched reference is refused before any model time is spent
+        early = {
+            "definitions": DEFINITIONS,
+            "prompt": prompt_fingerprint(tokenizer, system_prompt),
+            "dtype": str(next(model.parameters()).dtype),
+            "items": {s: items_fingerprint(rows) for s, rows in splits.items()},
+        }
+        need = ["forget"] + (["holdout"] if "holdout" in splits else [])
+        check_reference(early, reference, splits=need, strict=strict_reference)
 
     # 1. Encode every needed sequence once; 2. one scoring pass with per-token statistics.
     encoded, plan, dropped = _encoding_plan(splits, tokenizer, system_prompt, max_length)

@@ -76,8 +76,14 @@ def _method_of(argv: Sequence[str]) -> str:
             method = a.split("=", 1)[1]
     if method is None and "--config" in argv:
         path = argv[list(argv).index("--config") + 1]
-        with open(path) as fh:
-            method = (yaml.safe_load(fh) or {}).get("method")
+        try:
+            with open(path) as fh:
+                config = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
+        if not isinstance(config, dict):
+            raise ValueError(f"{path} must hold a mapping of options (key: value lines), got {type(config).__name__}.")
+        method = config.get("method")
     method = method or "npo"
     get_method(method)  # a clear error for an unknown name
     return method

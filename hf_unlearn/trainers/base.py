@@ -32,6 +32,7 @@ import dataclasses
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -165,6 +166,8 @@ class UnlearnConfigMixin:
             raise ValueError(
                 f"retain_loss_type must be one of {', '.join(RETAIN_LOSS_TYPES)}, got {self.retain_loss_type!r}."
             )
+        if self.per_device_train_batch_size < 1:
+            raise ValueError(f"per_device_train_batch_size must be >= 1, got {self.per_device_train_batch_size}.")
         if not math.isfinite(self.learning_rate) or self.learning_rate < 0:
             raise ValueError(f"learning_rate must be a finite number >= 0, got {self.learning_rate}.")
         if self.retain_per_forget < 1:
@@ -227,9 +230,27 @@ def _label_token_logps(model: Any, compact: bool, input_ids, attention_mask, lab
 def _as_rows(data: Any) -> Sequence[Mapping[str, Any]]:
     if data is None:
         return None
+    if isinstance(data, str | os.PathLike):
+        raise ValueError(
+            f"Got the path {str(data)!r} where rows are expected: load them first, e.g. "
+            "datasets.load_dataset('json', data_files=path)['train']."
+        )
     if hasattr(data, "to_list"):  # datasets.Dataset
         return data.to_list()
     return list(data)
+
+
+def _warn_overlap(forget: Any, retain: Any) -> None:
+    """Warn when forget sequences also appear in the retain set: the two terms then pull against each other."""
+    seen = {tuple(ids) for ids in retain["input_ids"]}
+    shared = sum(tuple(ids) in seen for ids in forget["input_ids"])
+    if shared:
+        warnings.warn(
+            f"{shared} of {len(forget)} forget rows also appear in the retain set (same prompt and answer); the forget "
+            "and retain terms then pull the same sequences in opposite directions. Remove them from the retain set.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class _PairingEpoch(TrainerCallback):
@@ -350,6 +371,8 @@ class UnlearnTrainerMixin:
         self.forget_rows = forget_rows
         forget = self._tokenize(forget_rows, tokenizer, args, "forget")
         retain = self._tokenize(_as_rows(retain_dataset), tokenizer, args, "retain") if req.retain else None
+        if retain is not None:
+            _warn_overlap(forget, retain)
         super().__init__(
             model=model,
             ref_model=ref_model,
