@@ -11,7 +11,9 @@ parses the rest.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
+import json
 import os
 import shutil
 import sys
@@ -95,6 +97,8 @@ def make_parser(method: str = "npo"):
     return TrlParser((UnlearnScriptArguments, get_method(method).config_class, ModelConfig))
 
 
+_FINAL_STAGING = ".hf_unlearn-final"  # the final model is written here, then moved into the output folder
+
 # What the recipe (through the trainer, the tokenizer, the evaluation and the card) writes into an output folder;
 # `--overwrite true` removes these and nothing else.
 LIBRARY_OUTPUTS = (
@@ -118,12 +122,47 @@ LIBRARY_OUTPUTS = (
     "forget_vs_utility.png",
     "hf_unlearn_rmu.safetensors",
     "checkpoint-*",
+    _FINAL_STAGING,
 )
 _RUN_MARKERS = ("adapter_config.json", "config.json", "trainer_state.json")
 
 
+def _publish_final(staging: Path, output_dir: Path) -> None:
+    """Move the final model from its staging folder into ``output_dir``, the files that mark a finished run last:
+    a kill in between leaves a folder that still reads as an interrupted run (resumable), never as a finished one
+    with partial weights."""
+    files = sorted(staging.iterdir(), key=lambda p: (p.name in _RUN_MARKERS, p.name))
+    for path in files:
+        os.replace(path, output_dir / path.name)
+    staging.rmdir()
+
+
 def _library_outputs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if any(fnmatch.fnmatch(p.name, pat) for pat in LIBRARY_OUTPUTS))
+
+
+def _latest_complete_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` whose ``trainer_state.json`` (the Trainer writes it last) is complete.
+
+    A checkpoint interrupted while being written (a kill or a full disk) is renamed ``checkpoint-N.incomplete``, so
+    neither this resume nor the Trainer's rotation ever takes it for a real one.
+    """
+    steps = sorted(
+        (int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()
+    )
+    for step, path in reversed(steps):
+        try:
+            state = json.loads((path / "trainer_state.json").read_text())
+            complete = state.get("global_step") == step
+        except (OSError, ValueError, AttributeError):
+            complete = False
+        if complete:
+            return str(path)
+        aside = path.with_name(f"{path.name}.incomplete")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(path, aside)
+        print(f"[hf_unlearn] {path.name} was not completely written (interrupted); moved aside to {aside.name}")
+    return None
 
 
 def _prepare_output_dir(path: str, overwrite: bool, resume: str | bool | None) -> str | None:
@@ -135,15 +174,15 @@ def _prepare_output_dir(path: str, overwrite: bool, resume: str | bool | None) -
       refused, naming both ways out, unless ``overwrite``: then the files this library writes are removed first
       (nothing else is), so no earlier model or ``results.json`` is left beside the new run or pushed with it.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     folder = Path(path)
     if isinstance(resume, str) and resume.lower() in ("true", "1", "yes"):
         resume = True
     elif isinstance(resume, str) and resume.lower() in ("false", "0", "no", ""):
         resume = None
+    if resume:  # a final save cut short by the interruption is not reused
+        shutil.rmtree(folder / _FINAL_STAGING, ignore_errors=True)
     if resume is True:
-        last = get_last_checkpoint(path) if folder.is_dir() else None
+        last = _latest_complete_checkpoint(folder) if folder.is_dir() else None
         if last is None:
             raise FileNotFoundError(f"--resume_from_checkpoint true: {path} holds no checkpoint-* folder to resume.")
         print(f"[hf_unlearn] resuming from {last}", flush=True)
@@ -227,11 +266,24 @@ def main(argv: Sequence[str] | None = None) -> None:
         peft_config=get_peft_config(model_args),
         callbacks=callbacks,
     )
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(training_args.output_dir)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    except (OSError, RuntimeError) as err:
+        # torch.save reports a full disk as "unexpected pos" (its zip writer), not as ENOSPC
+        if getattr(err, "errno", None) != errno.ENOSPC and "unexpected pos" not in str(err):
+            raise
+        raise OSError(
+            errno.ENOSPC,
+            f"The disk holding {training_args.output_dir} is full ({str(err).strip()[-120:]}). Free space, then "
+            "resume with --resume_from_checkpoint true: a checkpoint cut short is set aside, the last complete one is "
+            "used.",
+        ) from None
+    staging = os.path.join(training_args.output_dir, _FINAL_STAGING)
+    trainer.save_model(staging)
     _settle_collectives()
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(training_args.output_dir)
+        tokenizer.save_pretrained(staging)
+        _publish_final(Path(staging), Path(training_args.output_dir))
     metrics = None
     if script_args.evaluate and eval_sets is not None and trainer.is_world_process_zero():
         result = hu.evaluate_tofu(
