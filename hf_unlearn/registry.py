@@ -57,34 +57,38 @@ def get_method(name: str) -> MethodSpec:
         raise ValueError(f"Unknown method {name!r}; choose one of {', '.join(METHODS)}.") from None
 
 
-def _rmu(layer: int) -> Any:
+def _rmu(layer: int, qa: bool = True) -> Any:
     from .callbacks import RMUCallback
 
-    return RMUCallback(layer=layer)
+    return RMUCallback(layer=layer, token_mask="labels" if qa else "attention")
 
 
-def _adaptive_rmu(layer: int) -> Any:
+def _adaptive_rmu(layer: int, qa: bool = True) -> Any:
     from .callbacks import AdaptiveRMUCallback
 
-    return AdaptiveRMUCallback(layer=layer)
+    return AdaptiveRMUCallback(layer=layer, token_mask="labels" if qa else "attention")
 
 
-def _attention_shifting(layer: int) -> Any:
+def _attention_shifting(layer: int, qa: bool = True) -> Any:
     from .callbacks import AttentionShiftingCallback
 
     return AttentionShiftingCallback(layers=[max(0, layer - 1), layer])
 
 
-# Representation-level objectives by recipe name: a factory taking the steered (deepest) layer.
-CALLBACKS: dict[str, Callable[[int], Any]] = {
+# Representation-level objectives by recipe name: a factory taking the steered (deepest) layer and whether the data
+# is chat-formatted QA. On QA rows RMU steers the answer tokens only (token_mask="labels"): steering every real token
+# would also move the chat template's prefix, which retain rows share and the retain term holds fixed. On raw text
+# (MUSE, WMDP corpora) every real token is content (token_mask="attention").
+CALLBACKS: dict[str, Callable[..., Any]] = {
     "rmu": _rmu,
     "adaptive_rmu": _adaptive_rmu,
     "attention_shifting": _attention_shifting,
 }
 
 
-def make_callback(name: str, layer: int) -> Any:
-    """The representation callback ``name`` at ``layer``; a clear error lists the known ones."""
+def make_callback(name: str, layer: int, *, qa: bool = True) -> Any:
+    """The representation callback ``name`` at ``layer`` with the settings for QA (``qa=True``) or raw-text data;
+    a clear error lists the known ones."""
     if name not in CALLBACKS:
         raise ValueError(f"Unknown callbacks [{name!r}]; choose from {', '.join(CALLBACKS)}.")
-    return CALLBACKS[name](layer)
+    return CALLBACKS[name](layer, qa)

@@ -86,6 +86,40 @@ def test_rmu_loss_matches_its_formula(chat_tokenizer, bench, tmp_path, token_mas
     assert terms[1] > 0
 
 
+def test_rmu_row_reduction_reproduces_open_unlearning_and_differs_from_the_token_mean(chat_tokenizer, bench, tmp_path):
+    losses = {}
+    for reduction in ("tokens", "rows"):
+        cb = RMUCallback(layer=LAYER, steering_coeff=3.0, alpha=7.0, seed=11, token_mask="labels", reduction=reduction)
+        tr = _rmu_only(chat_tokenizer, bench, tmp_path / reduction, cb)
+        with torch.no_grad():
+            for p in tr.model.parameters():
+                if p.requires_grad:
+                    p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+        batch = first_batch(tr)
+        with torch.no_grad():
+            losses[reduction] = tr.compute_loss(tr.model, batch)
+    frozen = _initial(chat_tokenizer)
+    u = cb.control_vector
+    expected = {"tokens": 0.0, "rows": 0.0}
+    with torch.no_grad():
+        for group, weight, target_model in (("forget", 1.0, None), ("retain", 7.0, frozen)):
+            ids, mask = batch[f"{group}_input_ids"], batch[f"{group}_attention_mask"]
+            h = _layer_out(tr.model, ids, mask)
+            target = 3.0 * u if target_model is None else _layer_out(target_model, ids, mask)
+            per_tok = (h - target).pow(2).mean(-1)
+            m = batch[f"{group}_labels"] != -100
+            expected["tokens"] += weight * (per_tok * m).sum() / m.sum()
+            expected["rows"] += weight * ((per_tok * m).sum(-1) / m.sum(-1)).mean()  # open-unlearning's reduction
+            lengths = m.sum(-1)
+    assert len(set(lengths.tolist())) > 1  # rows of different answer lengths: the reductions must differ
+    for reduction in ("tokens", "rows"):
+        torch.testing.assert_close(losses[reduction], expected[reduction], rtol=1e-4, atol=1e-6)
+    assert abs(float(expected["rows"] - expected["tokens"])) > 1e-4 * float(expected["tokens"])
+    assert RMUCallback().reduction == "tokens"  # the default, pinned
+    with pytest.raises(ValueError, match="reduction"):
+        RMUCallback(reduction="mean")
+
+
 def test_rmu_steps_move_forget_toward_target_and_keep_retain(chat_tokenizer, bench, tmp_path):
     cb = RMUCallback(layer=LAYER, steering_coeff=4.0, alpha=50.0)
     tr = _rmu_only(chat_tokenizer, bench, tmp_path, cb, max_steps=20, learning_rate=3e-2)

@@ -295,3 +295,28 @@ def test_forget_vs_utility_plot_uses_a_legend_for_many_models_and_log_scale(tmp_
     )
     # The legend beside the axes makes the many-model figure wider than the annotated one.
     assert matplotlib.image.imread(many).shape[1] > matplotlib.image.imread(few).shape[1]
+
+
+def test_raw_text_last_token_parity_and_undefined_privleak(chat_tokenizer, bench):
+    from hf_unlearn.data import encode_completion
+    from hf_unlearn.evaluation import metrics as M
+    from hf_unlearn.evaluation.scoring import score_sequences
+
+    model = make_tiny_llama(chat_tokenizer)
+    texts = [{"prompt": "", "text": b["prompt"] + b["text"]} for b in bench["forget_bio"]]
+    holdout = [{"prompt": "", "text": b["prompt"] + b["text"]} for b in bench["holdout_bio"]]
+    ours = evaluate_mia(model, chat_tokenizer, texts, holdout, attacks=("min_k", "zlib"))
+    parity = evaluate_mia(model, chat_tokenizer, texts, holdout, attacks=("min_k", "zlib"), drop_last_token=True)
+    enc = encode_completion(chat_tokenizer, "", texts[0]["text"]).to_dict()
+    tl = score_sequences(model, [enc], pad_token_id=chat_tokenizer.pad_token_id, token_stats=True).token_logps[0]
+    assert ours.per_item["mia_min_k_members"][0] == pytest.approx(M.min_k_score(tl, 0.4), abs=1e-6)  # every token
+    assert parity.per_item["mia_min_k_members"][0] == pytest.approx(M.min_k_score(tl[:-1], 0.4), abs=1e-6)
+    nll = float(-tl.mean())
+    assert ours.per_item["mia_zlib_members"][0] == pytest.approx(M.zlib_score(nll, texts[0]["text"]), rel=1e-5)
+    splits = {"privleak_forget": texts, "privleak_holdout": holdout}
+    ref = evaluate_muse(model, chat_tokenizer, **splits)
+    ref.metrics["privleak_min_k_auc"] = 1.0  # a reference that separates perfectly: PrivLeak is undefined
+    with pytest.warns(UserWarning, match="PrivLeak not computed"):
+        res = evaluate_muse(model, chat_tokenizer, **splits, reference=ref)
+    assert res.metrics["privleak"] is None and "division by 1 - r = 0" in res.details["privleak"]["skipped"]
+    assert M.privleak_or_reason(0.5, 0.6) == (pytest.approx(25.0), None)

@@ -149,6 +149,9 @@ def test_registry_names_every_method_with_its_classes_and_recipe():
     with pytest.raises(ValueError, match="Unknown method 'npx'; choose one of grad_ascent"):
         get_method("npx")
     assert type(make_callback("rmu", 3)) is RMUCallback and make_callback("rmu", 3).layer == 3
+    # Recipe defaults: answer tokens on chat QA, every real token on raw text (pinned).
+    assert make_callback("rmu", 3).token_mask == "labels" and make_callback("adaptive_rmu", 3).token_mask == "labels"
+    assert make_callback("rmu", 3, qa=False).token_mask == "attention"
     assert set(CALLBACKS) == {"rmu", "adaptive_rmu", "attention_shifting"}
     with pytest.raises(ValueError, match="Unknown callbacks"):
         make_callback("rmx", 3)

@@ -7,8 +7,11 @@ retain activations at the frozen model's:
 
 ``u = U / ||U||``, ``U ~ Uniform[0, 1)^D`` drawn once from ``seed`` on the CPU as the reference code does (so it lies in
 the positive orthant). Means run over real tokens by default (``token_mask="attention"``); ``"labels"`` restricts them
-to answer tokens (open-unlearning's TOFU form) and ``"all"`` is the reference code's form over every padded position.
-Squares accumulate in float32. The default trained parameters are the MLP down-projections of layers L-2..L.
+to answer tokens (the positions open-unlearning's TOFU form uses) and ``"all"`` is the WMDP code's form over every
+padded position. ``reduction="tokens"`` (default) takes one mean over all selected tokens of the batch, so every token
+weighs the same whatever its row's length; ``reduction="rows"`` takes each row's token mean and then the mean over rows,
+as open-unlearning does (parity; the two differ when rows hold different numbers of tokens). Squares accumulate in
+float32. The default trained parameters are the MLP down-projections of layers L-2..L.
 
 Adaptive RMU replaces ``c`` by ``beta * ||h_L^frozen(x_f)||`` (mean norm over real forget tokens): ``per_batch`` (the
 paper's description; default), ``dataset_mean`` (one constant from the whole forget set before training) or
@@ -34,6 +37,7 @@ __all__ = ["AdaptiveRMUCallback", "RMUCallback"]
 
 STATE_FILE = "hf_unlearn_rmu.safetensors"
 TOKEN_MASKS = ("attention", "labels", "all")
+REDUCTIONS = ("tokens", "rows")
 
 
 class RMUCallback(RepresentationCallback):
@@ -51,6 +55,8 @@ class RMUCallback(RepresentationCallback):
         token_mask: ``"attention"`` (real tokens, default), ``"labels"`` (answer tokens) or ``"all"`` (parity).
             Use ``"labels"`` for chat-formatted QA: with ``"attention"`` the forget term also steers the chat
             template's prefix (system prompt, role tokens), which retain rows share and the retain term holds fixed.
+        reduction: ``"tokens"`` (default: one mean over the batch's selected tokens) or ``"rows"`` (mean of per-row
+            token means: open-unlearning's RMU, for parity).
     """
 
     _state_file = STATE_FILE
@@ -65,10 +71,14 @@ class RMUCallback(RepresentationCallback):
         params: list[str] | None = None,
         seed: int = 42,
         token_mask: str = "attention",
+        reduction: str = "tokens",
     ) -> None:
         super().__init__(layer, params)
         if token_mask not in TOKEN_MASKS:
             raise ValueError(f"token_mask must be one of {', '.join(TOKEN_MASKS)}, got {token_mask!r}.")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {', '.join(REDUCTIONS)}, got {reduction!r}.")
+        self.reduction = reduction
         self.steering_coeff = float(steering_coeff)
         self.alpha = float(alpha)
         self.forget_coeff = float(forget_coeff)
@@ -123,6 +133,13 @@ class RMUCallback(RepresentationCallback):
             return (inputs[f"{group}_labels"][:, :width] != IGNORE_INDEX), "tokens"
         return torch.ones_like(inputs[f"{group}_attention_mask"][:, :width], dtype=torch.bool), "padded"
 
+    def _term(self, weight: float, mse: torch.Tensor, mask: torch.Tensor, group: str, what: str) -> LossTerm:
+        """``weight`` times the masked per-token MSE, reduced over tokens (one mean) or rows (mean of row means)."""
+        if self.reduction == "rows":
+            per_row = mse.sum(-1) / mask.sum(-1).clamp(min=1)
+            return LossTerm(weight * per_row.sum(), group, "rows")
+        return LossTerm(weight * mse.sum(), group, what)
+
     def coefficient(self, ctx, frozen_forget: torch.Tensor | None, forget_mask) -> torch.Tensor:
         return torch.tensor(self.steering_coeff)
 
@@ -145,7 +162,7 @@ class RMUCallback(RepresentationCallback):
         coeff = self.coefficient(ctx, frozen_forget, mask_f).to(h_f)
         target = coeff * self.control_vector.to(h_f)
         mse_f = (h_f - target).pow(2).mean(-1) * mask_f
-        terms = {"rmu_forget": LossTerm(self.forget_coeff * mse_f.sum(), "forget", what_f)}
+        terms = {"rmu_forget": self._term(self.forget_coeff, mse_f, mask_f, "forget", what_f)}
         metrics = {
             "rmu/forget_mse": mse_f.sum().detach() / mask_f.sum().clamp(min=1),
             "rmu/forget_norm": (h_f.detach().norm(dim=-1) * mask_f).sum() / mask_f.sum().clamp(min=1),
@@ -156,7 +173,7 @@ class RMUCallback(RepresentationCallback):
             h_r = h_all[ctx.slices["retain"], :width_r].float()
             mask_r, what_r = self._mask(batch, "retain", width_r)
             mse_r = (h_r - frozen_all["retain"][:, :width_r].float()).pow(2).mean(-1) * mask_r
-            terms["rmu_retain"] = LossTerm(self.alpha * mse_r.sum(), "retain", what_r)
+            terms["rmu_retain"] = self._term(self.alpha, mse_r, mask_r, "retain", what_r)
             metrics["rmu/retain_mse"] = mse_r.sum().detach() / mask_r.sum().clamp(min=1)
         return terms, metrics
 
@@ -239,6 +256,13 @@ class AdaptiveRMUCallback(RMUCallback):
             total += float((h.norm(dim=-1) * m).sum())
             count += int(m.sum())
         return torch.tensor(total / max(count, 1))
+
+    def _term(self, weight: float, mse: torch.Tensor, mask: torch.Tensor, group: str, what: str) -> LossTerm:
+        """``weight`` times the masked per-token MSE, reduced over tokens (one mean) or rows (mean of row means)."""
+        if self.reduction == "rows":
+            per_row = mse.sum(-1) / mask.sum(-1).clamp(min=1)
+            return LossTerm(weight * per_row.sum(), group, "rows")
+        return LossTerm(weight * mse.sum(), group, what)
 
     def coefficient(self, ctx, frozen_forget, forget_mask):
         if self.coeff_mode == "per_batch":

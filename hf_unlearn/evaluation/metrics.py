@@ -151,6 +151,15 @@ def auc(forget_scores: Sequence[float], holdout_scores: Sequence[float]) -> floa
     return float((rank_sum_h - len(h) * (len(h) + 1) / 2) / (len(f) * len(h)))
 
 
+def privleak_or_reason(model_auc: float, reference_auc: float) -> tuple[float | None, str | None]:
+    """:func:`privleak`, or ``(None, reason)`` when it is undefined (a reference AUC of 1): an evaluation then
+    reports why instead of failing or printing a meaningless number (open-unlearning divides by 1e-10)."""
+    try:
+        return privleak(model_auc, reference_auc), None
+    except ValueError as err:
+        return None, str(err)
+
+
 def privleak(model_auc: float, reference_auc: float) -> float:
     """PrivLeak in percent, ``(r - a) / (1 - r) * 100`` (= MUSE's definition; 0 = like the retain model)."""
     if reference_auc >= 1.0:

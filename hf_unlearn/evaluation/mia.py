@@ -48,7 +48,11 @@ def score_attacks(
     }
 
 
-def _target_text(tokenizer: Any, ex: Mapping[str, Any]) -> str:
+def _target_text(tokenizer: Any, ex: Mapping[str, Any], row: Mapping[str, Any]) -> str:
+    """The text ZLib compresses: the row's own answer or text (as evaluate_tofu), else the decoded target."""
+    for key in ("answer", "text"):
+        if isinstance(row.get(key), str):
+            return row[key]
     return tokenizer.decode([t for t in ex["labels"] if t != IGNORE_INDEX], skip_special_tokens=True)
 
 
@@ -92,11 +96,16 @@ def evaluate_mia(
     max_length: int = 512,
     system_prompt: str | None = None,
     batch_size: int = 32,
+    drop_last_token: bool = False,
 ) -> EvalResult:
     """AUC of each attack at telling ``members`` (e.g. the forget set) from ``nonmembers`` (e.g. holdout).
 
     Rows may be QA (question -> answer with the chat template) or completion rows (raw text). Rows without a target
-    token are dropped and counted in ``meta["dropped_items"]``.
+    token are dropped and counted in ``meta["dropped_items"]``. Min-K% and Min-K%++ leave out a final end-of-turn
+    (special) token; LOSS and ZLib score the whole target, as open-unlearning does. ZLib compresses the row's own
+    target text (``answer`` or ``text``), as :func:`~hf_unlearn.evaluate_tofu` does. ``drop_last_token=True`` drops
+    the last token of raw-text rows from Min-K% / Min-K%++ even when it is content (open-unlearning's convention,
+    for parity).
     """
     unknown = set(attacks) - set(ATTACKS)
     if unknown:
@@ -106,7 +115,8 @@ def evaluate_mia(
     import warnings
 
     sets, dropped = {}, {}
-    for name, rows in (("members", members), ("nonmembers", nonmembers)):
+    source = {"members": list(members), "nonmembers": list(nonmembers)}
+    for name, rows in source.items():
         with warnings.catch_warnings(record=True):
             warnings.simplefilter("always")
             enc = tokenize_rows(rows, tokenizer, max_length=max_length, system_prompt=system_prompt)
@@ -123,11 +133,14 @@ def evaluate_mia(
         grad = gradnorm_scores(model, enc) if "gradnorm" in attacks else None
         for j, ex in enumerate(enc):
             i = ex["index"]
+            row = source[name][i]
             tl = content_tokens(s.token_logps[j], ex["labels"], special)
             z = content_tokens(s.minkpp_z[j], ex["labels"], special)
+            if drop_last_token and "text" in row and tl.numel() == s.token_logps[j].numel() and tl.numel() > 1:
+                tl, z = tl[:-1], z[:-1]  # parity: the last raw-text token is dropped even though it is content
             nll = float(s.avg_nll[j])
             values = {
-                **score_attacks(nll, tl, z, _target_text(tokenizer, ex) if "zlib" in attacks else "", k),
+                **score_attacks(nll, tl, z, _target_text(tokenizer, ex, row), k),
                 "reference": nll - float(ref.avg_nll[j]) if ref is not None else None,
                 "gradnorm": grad[j] if grad is not None else None,
             }
@@ -149,5 +162,6 @@ def evaluate_mia(
         "n_items": {n: len(e) for n, e in sets.items()},
         "dropped_items": {n: d for n, d in dropped.items() if d},
         "k": k,
+        "drop_last_token": drop_last_token,
     }
     return result

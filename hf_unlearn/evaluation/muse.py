@@ -18,6 +18,7 @@ sequential) protocols; with the Hub, ``load_muse("news", "scal"|"sust", "forget_
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -103,8 +104,13 @@ def evaluate_muse(
     batch_size: int = 16,
     max_length: int = 2048,
     strict_reference: bool = True,
+    drop_last_token: bool = False,
 ) -> EvalResult:
-    """Evaluate the MUSE criteria that are given (each argument is optional); see the module docstring."""
+    """Evaluate the MUSE criteria that are given (each argument is optional); see the module docstring.
+
+    ``drop_last_token=True`` drops the last token of every PrivLeak text from Min-K% (open-unlearning's convention,
+    for parity). By default every token of the raw text counts: it is content, not an end-of-turn marker.
+    """
     if isinstance(reference, str | bytes) or hasattr(reference, "__fspath__"):
         reference = EvalResult.load(reference)
     result = EvalResult("muse")
@@ -164,7 +170,10 @@ def evaluate_muse(
                 batch_size=batch_size,
                 token_stats=True,
             )
-            scores[name] = {i: M.min_k_score(s.token_logps[j], k) for j, i in enumerate(keep)}
+            scores[name] = {
+                i: M.min_k_score(_drop_last(s.token_logps[j]) if drop_last_token else s.token_logps[j], k)
+                for j, i in enumerate(keep)
+            }
             per[f"privleak_min_k_{name}"] = scores[name]
             items[f"privleak_{name}"] = items_fingerprint(rows, ("prompt", "text"))
         m["privleak_min_k_auc"] = M.auc(list(scores["forget"].values()), list(scores["holdout"].values()))
@@ -174,6 +183,7 @@ def evaluate_muse(
         "dtype": str(next(model.parameters()).dtype),
         "items": items,
         "k": k,
+        "drop_last_token": drop_last_token,
         "verbmem": {"max_new_tokens": verbmem_max_new_tokens, "reference_tokens": truncate_reference_tokens},
         "knowmem": {"max_new_tokens": knowmem_max_new_tokens, "icl": len(knowmem_forget_icl)},
     }
@@ -181,9 +191,16 @@ def evaluate_muse(
     if reference is not None and m.get("privleak_min_k_auc") is not None:
         check_reference(result.meta, reference, splits=["privleak_forget", "privleak_holdout"], strict=strict_reference)
         r = reference.metrics["privleak_min_k_auc"]
-        m["privleak"] = M.privleak(m["privleak_min_k_auc"], r)
+        m["privleak"], reason = M.privleak_or_reason(m["privleak_min_k_auc"], r)
         result.details["privleak"] = {"attack": "min_k", "k": k, "auc": m["privleak_min_k_auc"], "reference_auc": r}
+        if reason:
+            result.details["privleak"]["skipped"] = reason
+            warnings.warn(f"PrivLeak not computed: {reason}", UserWarning, stacklevel=2)
     return result
+
+
+def _drop_last(values: torch.Tensor) -> torch.Tensor:
+    return values[:-1] if values.numel() > 1 else values
 
 
 def _mean(values: Mapping[int, float]) -> float | None:

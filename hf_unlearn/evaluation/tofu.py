@@ -152,11 +152,10 @@ def _reference_metrics(
     ref_auc = reference.metrics.get("mia_min_k_auc")
     if ref_auc is not None and m.get("mia_min_k_auc") is not None:
         details = {"attack": "min_k", "k": mia_k, "auc": m["mia_min_k_auc"], "reference_auc": ref_auc}
-        try:
-            m["privleak"] = M.privleak(m["mia_min_k_auc"], ref_auc)
-        except ValueError as err:  # a reference AUC of 1 leaves it undefined: report why instead of failing
-            details["skipped"] = str(err)
-            warnings.warn(f"PrivLeak not computed: {err}", UserWarning, stacklevel=3)
+        m["privleak"], reason = M.privleak_or_reason(m["mia_min_k_auc"], ref_auc)
+        if reason:
+            details["skipped"] = reason
+            warnings.warn(f"PrivLeak not computed: {reason}", UserWarning, stacklevel=3)
         result.details["privleak"] = details
 
 

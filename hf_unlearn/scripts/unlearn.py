@@ -253,7 +253,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         trust_remote_code=training_args.trust_remote_code,
         attn_implementation=model_args.attn_implementation,
     )
-    callbacks = [make_callback(name, script_args.callback_layer) for name in script_args.callbacks]
+    from hf_unlearn.data import Schema, detect_schema
+
+    qa = detect_schema(forget[0]) != Schema.COMPLETION  # chat QA steers answer tokens; raw text every token
+    callbacks = [make_callback(name, script_args.callback_layer, qa=qa) for name in script_args.callbacks]
     trainer_cls = get_method(method).trainer_class
     # The objectives decide whether retain rows are needed (the trainer refuses a retain set nothing uses).
     uses_retain = requirements([*trainer_cls.objectives_for(training_args), *callbacks]).retain
