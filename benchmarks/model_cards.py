@@ -1,0 +1,124 @@
+"""The model cards of the benchmark rows, generated from the committed results into the top-level ``model_cards/``.
+
+    .venv/bin/python benchmarks/model_cards.py          # rewrite model_cards/ from benchmarks/results/quality/
+
+Each row of the quality benchmark (every method and close-the-loop variant) gets the card hf_unlearn would publish
+with it: the card template of the package (copied to ``model_cards/TEMPLATE.md`` so it can be read without
+installing anything), the method, its settings, the forget/retain set names and sizes (never their content) and the
+committed evaluation results. ``tests/test_model_cards.py`` regenerates them and fails when they drift from the
+results. These models are not on the Hub (no network here); the repo ids are the names they would be pushed under.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "quality"
+CARDS = ROOT / "model_cards"
+REFERENCES = ("retain", "target")
+NAMESPACE = "hf-unlearn"
+
+# Representation-level methods have no trainer class to carry their paper; their citations live here.
+CALLBACK_PAPERS = {
+    "rmu": (
+        "RMU",
+        "li2024wmdp",
+        "The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning",
+        "2403.03218",
+    ),
+    "adaptive_rmu": (
+        "AdaptiveRMU",
+        "dang2025adaptive",
+        "On Effects of Steering Latent Representation for Large Language Model Unlearning",
+        "2408.06223",
+    ),
+    "attention_shifting": (
+        "AttentionShifting",
+        "tan2025wisdom",
+        "Wisdom is Knowing What not to Say: Hallucination-Free LLMs Unlearning via Attention Shifting",
+        "2510.17210",
+    ),
+}
+
+
+def _method_of(row: str) -> str:
+    from hf_unlearn.registry import METHODS
+
+    known = [*METHODS, *CALLBACK_PAPERS]
+    return max((m for m in known if row == m or row.startswith(f"{m}_")), key=len)
+
+
+def _name_and_citation(method: str) -> tuple[str, str]:
+    from hf_unlearn.registry import METHODS
+
+    if method in METHODS:
+        trainer = METHODS[method].trainer_class
+        return trainer._name, trainer._paper["citation"]
+    name, key, title, arxiv = CALLBACK_PAPERS[method]
+    citation = textwrap.dedent(
+        f"""
+        @article{{{key},
+            title        = {{{{{title}}}}},
+            journal      = {{arXiv preprint arXiv:{arxiv}}},
+        }}
+        """
+    ).strip()
+    return name, citation
+
+
+def render_cards() -> dict[str, str]:
+    """Card text of every committed benchmark row (file name -> Markdown), plus the template copy."""
+    import benchmarks.quality as quality
+    from hf_unlearn import build_fictitious_authors
+    from hf_unlearn.hub.cards import TEMPLATE, build_model_card
+    from hf_unlearn.models import BUNDLED_HUB_ID
+
+    bench = build_fictitious_authors(**quality.BENCH)
+    cards = {"TEMPLATE.md": TEMPLATE.read_text()}
+    for path in sorted(RESULTS.glob("*.json")):
+        row = path.stem
+        if row in REFERENCES:
+            continue
+        result = json.loads(path.read_text())
+        method = _method_of(row)
+        name, citation = _name_and_citation(method)
+        adapter = method not in ("rmu", "adaptive_rmu")  # the benchmark trains LoRA except for the RMU rows
+        settings = {k: v for k, v in result["settings"].items() if not isinstance(v, dict | list)}
+        settings["optimizer_steps"] = result["steps"]
+        metrics = {k: v for k, v in result["metrics"].items() if v is not None}
+        card = build_model_card(
+            repo_id=f"{NAMESPACE}/smollm2-135m-fictitious-authors-{row.replace('_', '-')}",
+            base_model=BUNDLED_HUB_ID,
+            method=name,
+            is_adapter=adapter,
+            forget_name="fictitious-authors forget split (4 authors)",
+            forget_size=len(bench["forget"]),
+            retain_name="fictitious-authors retain split (32 authors)",
+            retain_size=len(bench["retain"]),
+            hyperparameters=settings,
+            metrics=metrics,
+            citation=citation,
+        )
+        cards[f"{row}.md"] = str(card)
+    return cards
+
+
+def main() -> None:
+    CARDS.mkdir(exist_ok=True)
+    cards = render_cards()
+    for old in CARDS.glob("*.md"):
+        if old.name not in cards and old.name != "README.md":
+            old.unlink()
+    for name, text in cards.items():
+        (CARDS / name).write_text(text if text.endswith("\n") else text + "\n")
+    print(f"Wrote {len(cards)} files to {CARDS}.")
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    main()
