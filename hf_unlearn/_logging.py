@@ -1,6 +1,7 @@
-"""Quiet one misleading third-party log line (imported first by the package)."""
+"""Quiet misleading third-party messages that users cannot act on (imported first by the package)."""
 
 import logging
+import warnings
 
 
 class _DropKernelsHubHint(logging.Filter):
@@ -12,3 +13,7 @@ class _DropKernelsHubHint(logging.Filter):
 
 
 logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropKernelsHubHint())
+
+# TRL reads transformers' deprecated `is_gradient_checkpointing` on every trainer; the FutureWarning concerns TRL's
+# code, not the user's, and repeated on every run it hides warnings that matter.
+warnings.filterwarnings("ignore", message=r".*`is_gradient_checkpointing` is deprecated", category=FutureWarning)

@@ -157,12 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a model: TOFU, MUSE or MCQ suite (built-in benchmark or the Hub)")
     ev.add_argument("--model", required=True, help="'bundled', a Hub id or a local folder")
-    ev.add_argument("--suite", choices=("tofu", "muse", "mcq"), required=True)
+    ev.add_argument(
+        "--suite",
+        choices=("tofu", "muse", "mcq"),
+        required=True,
+        help="tofu: Prob, ROUGE, Truth Ratio, FQ, MU, MIA; muse: VerbMem, KnowMem, PrivLeak; mcq: multiple choice",
+    )
     ev.add_argument("--dataset", choices=("builtin", "hub"), default="builtin", help="data source (default builtin)")
     ev.add_argument("--reference-logs", default=None, help="retain model's saved result (Forget Quality, PrivLeak)")
     ev.add_argument("--output", default=None, help="write the full result as JSON (reusable as --reference-logs)")
     ev.add_argument("--dtype", default=None, help="model dtype, e.g. bfloat16 (default: float32 on CPU)")
-    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument(
+        "--batch-size", type=int, default=32, help="rows per forward (default 32; lower it if memory is short)"
+    )
     ev.add_argument("--max-new-tokens", type=int, default=200, help="TOFU generation length (ROUGE)")
     ev.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE): much faster on CPU")
     ev.add_argument("--retain-size", type=int, default=200, help="built-in TOFU: retain items evaluated")

@@ -48,14 +48,16 @@ class References:
             progress=True,
         )
 
-    def _evaluate_saved(self, name: str, path: Path) -> Any:
+    def _evaluate_saved(self, name: str, path: Path, log: Any = print) -> Any:
         """The saved evaluation ``<name>_eval.json`` of the model at ``path``, computed and saved if missing."""
         from . import models as hu
         from .evaluation import EvalResult
 
         cached = self.eval_cache / f"{name}_eval.json"
         if cached.is_file():
+            log(f"Evaluation of the {name} model: cached ({cached}).")
             return EvalResult.load(cached)
+        log(f"Evaluating the {name} model (scoring, then generation; saved to the cache for later runs) ...")
         model, tokenizer = hu.load_model(str(path))
         result = self.evaluate(model, tokenizer)
         result.save(cached)
@@ -86,10 +88,17 @@ def prepare_references(
     eval_key = hashlib.sha256(json.dumps([GENERATOR_VERSION, eval_retain_size, max_new_tokens]).encode())
     eval_cache = cache / f"eval-{eval_key.hexdigest()[:8]}"
     eval_cache.mkdir(parents=True, exist_ok=True)
-    if not (retain_dir / "config.json").is_file():
-        log(f"Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors (cached) ...")
+    if (retain_dir / "config.json").is_file():
+        log(f"Retain model: cached ({retain_dir}).")
+    else:
+        log(
+            f"Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors (saved to the cache for "
+            "later runs) ..."
+        )
         finetune(base_model, bench["retain"], retain_dir, epochs=finetune_epochs)
-    if not (target_dir / "config.json").is_file():
+    if (target_dir / "config.json").is_file():
+        log(f"Target model: cached ({target_dir}).")
+    else:
         replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
         log(f"Fine-tuning the target model on the {len(bench['forget'])} forget QA + {len(replayed)} retain QA ...")
         finetune(str(retain_dir), [*bench["forget"], *replayed], target_dir, epochs=finetune_epochs)
@@ -101,8 +110,7 @@ def prepare_references(
         max_new_tokens=max_new_tokens,
     )
 
-    log("Evaluating the retain (reference) and target models (cached) ...")
-    retain_eval = refs._evaluate_saved("retain", retain_dir)
+    retain_eval = refs._evaluate_saved("retain", retain_dir, log)
     # The reference against itself (no second pass): the same definitions give FQ = 1 and PrivLeak = 0.
     own = list(retain_eval.per_item["forget_truth_ratio"].values())
     retain_eval.metrics["forget_quality"] = M.forget_quality(own, own)["p_value"]
@@ -110,5 +118,5 @@ def prepare_references(
         retain_eval.metrics["mia_min_k_auc"], retain_eval.metrics["mia_min_k_auc"]
     )
     refs.retain_eval = retain_eval
-    refs.target_eval = refs._evaluate_saved("target", target_dir)
+    refs.target_eval = refs._evaluate_saved("target", target_dir, log)
     return refs

@@ -36,13 +36,18 @@ def test_demo_pipeline_writes_outputs_and_reuses_caches(tmp_path, tiny_model_dir
     assert "per_item" not in results["unlearned"]  # no forget questions or generations in the published results
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "peft" and "forget_vs_utility.png" in card.text
-    assert "Forget Quality" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Forget Quality" in printed
+    assert "cached" not in printed.lower().replace("saved to the cache", "")  # first run: nothing came from a cache
     cached = next(iter((tmp_path / "cache" / "demo").iterdir()))
     assert {"retain", "target"} <= {p.name for p in cached.iterdir()}
     evals = next(cached.glob("eval-*"))
     assert {"retain_eval.json", "target_eval.json"} <= {p.name for p in evals.iterdir()}
     second = run_demo(out, **kw)  # caches reused; the previous demo output is replaced
     assert second["seconds"] < first["seconds"]
+    printed = capsys.readouterr().out
+    for what in ("Retain model: cached", "Target model: cached", "Evaluation of the retain model: cached"):
+        assert what in printed
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")

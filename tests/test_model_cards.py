@@ -31,6 +31,9 @@ def test_cards_carry_the_metrics_and_no_forget_text():
         metrics = {k: v for k, v in json.loads(path.read_text())["metrics"].items() if v is not None}
         values = {r.metric_type: r.metric_value for r in card.data.eval_results}
         assert values == metrics
+        for r in card.data.eval_results:  # every field the Hub's evaluation widget reads
+            assert r.metric_name and r.task_type and r.task_name and r.dataset_name and r.dataset_type
+        assert "](https://github.com/hf-unlearn/hf_unlearn#evaluation)" in card.text
         assert card.data.unlearning["forget_set"]["size"] == len(bench["forget"])
         text = Path(CARDS / f"{path.stem}.md").read_text()
         assert not any(t in text for t in forget_text)

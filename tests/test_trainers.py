@@ -76,6 +76,7 @@ def test_configs_work_on_cpu_without_flags(tmp_path):
     for cfg in (NPOConfig, SimNPOConfig, GradAscentConfig, GradDiffConfig, IdkSFTConfig, IdkDPOConfig):
         args = cfg(output_dir=str(tmp_path))
         assert args.bf16 is False and args.learning_rate == 1e-5 and args.num_train_epochs == 10
+        assert args.save_strategy == "no"  # no full checkpoints unless asked
     assert NPOConfig(output_dir=str(tmp_path)).precompute_ref_log_probs is True
     assert SimNPOConfig(output_dir=str(tmp_path)).beta == 4.5
     with pytest.raises(ValueError, match="retain_loss_type"):

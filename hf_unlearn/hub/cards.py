@@ -21,6 +21,36 @@ __all__ = ["BUNDLED_HUB_ID", "build_model_card"]
 TEMPLATE = Path(__file__).parent / "model_cards" / "unlearned_model.md"
 
 
+# Readable names for the Hub's evaluation widget (it shows `metric_name`); unknown keys are spelled out.
+METRIC_NAMES = {
+    "forget_prob": "Forget answer probability",
+    "forget_truth_ratio": "Forget truth ratio",
+    "forget_rouge": "Forget ROUGE-L recall",
+    "retain_prob": "Retain answer probability",
+    "retain_truth_ratio": "Retain truth ratio",
+    "retain_rouge": "Retain ROUGE-L recall",
+    "world_facts_prob": "World facts probability",
+    "world_facts_accuracy": "World facts accuracy",
+    "world_facts_truth_ratio": "World facts truth ratio",
+    "world_facts_rouge": "World facts ROUGE-L recall",
+    "model_utility": "Model utility",
+    "forget_quality": "Forget quality (KS p-value)",
+    "privleak": "PrivLeak (%)",
+    "extraction_strength": "Extraction strength",
+    "exact_memorization": "Exact memorization",
+    "mia_loss_auc": "MIA AUC (loss)",
+    "mia_zlib_auc": "MIA AUC (zlib)",
+    "mia_min_k_auc": "MIA AUC (Min-K%)",
+    "mia_min_k_plus_plus_auc": "MIA AUC (Min-K%++)",
+}
+EVALUATION_DOCS = "https://github.com/hf-unlearn/hf_unlearn#evaluation"
+
+
+def metric_name(key: str) -> str:
+    """The readable name of a metric key (``forget_prob`` -> ``Forget answer probability``)."""
+    return METRIC_NAMES.get(key) or key.replace("_", " ").capitalize()
+
+
 def _eval_results(metrics: Mapping[str, Any], dataset: str, model_name: str) -> list:
     from huggingface_hub import EvalResult
 
@@ -35,6 +65,7 @@ def _eval_results(metrics: Mapping[str, Any], dataset: str, model_name: str) -> 
                 dataset_type=dataset,
                 dataset_name=dataset,
                 metric_type=name,
+                metric_name=metric_name(name),
                 metric_value=float(value),
                 metric_config="hf_unlearn",
             )
@@ -93,7 +124,10 @@ def build_model_card(
         retain_size=retain_size,
         hyperparameters=hyper,
         metrics=shown,
-        evaluation_intro=f"Measured with hf_unlearn on {eval_dataset}; definitions in hf_unlearn's evaluation docs.",
+        evaluation_intro=(
+            f"Measured with hf_unlearn on {eval_dataset}; the metrics are defined in "
+            f"[hf_unlearn's evaluation docs]({EVALUATION_DOCS})."
+        ),
         plot=plot,
         citation=citation or "-",
     )

@@ -65,18 +65,24 @@ def run_demo(
     t0 = time.perf_counter()
     out = Path(output_dir)
     _prepare_output(out, overwrite)
+    print(f"[1/6] Building the built-in benchmark ({num_authors} authors) ...")
     bench = hu.build_fictitious_authors(num_authors=num_authors)
+
+    def step(msg: str) -> None:  # README's numbering: 2 retain model, 3 target model, 5 evaluations
+        n = 5 if msg.startswith("Evaluat") else 2 if "retain model" in msg.lower() else 3
+        print(f"[{n}/6]", msg)
+
     refs = prepare_references(
         bench,
         base_model=base_model,
         finetune_epochs=finetune_epochs,
         eval_retain_size=eval_retain_size,
         max_new_tokens=max_new_tokens,
-        log=lambda msg: print("[1-3/5]", msg),
+        log=step,
     )
     retain_eval, target_eval, target_dir = refs.retain_eval, refs.target_eval, refs.target_dir
 
-    print(f"[4/5] Unlearning the forget authors with NPO (+ retain NLL) on a LoRA adapter, {unlearn_epochs} epochs ...")
+    print(f"[4/6] Unlearning the forget authors with NPO (+ retain NLL) on a LoRA adapter, {unlearn_epochs} epochs ...")
     from peft import LoraConfig
 
     model, tokenizer = hu.load_model(str(target_dir))
@@ -100,7 +106,7 @@ def run_demo(
         peft_config=LoraConfig(r=32, lora_alpha=64, target_modules="all-linear", task_type="CAUSAL_LM"),
     )
     trainer.train()
-    print("[5/5] Evaluating the unlearned model ...")
+    print("[5/6] Evaluating the unlearned model ...")
     unlearned = refs.evaluate(trainer.model, tokenizer)
 
     results = {"target": target_eval, "retain": retain_eval, "unlearned": unlearned}
@@ -115,6 +121,7 @@ def run_demo(
         lines.append(f"{label:<{width}}  " + "  ".join(cells))
     print("\n" + "\n".join(lines))
 
+    print(f"[6/6] Writing {out}/ (adapter, results.json, model card, plot) ...")
     work_out = out.parent / f".{out.name}.tmp"
     shutil.rmtree(work_out, ignore_errors=True)
     trainer.save_model(str(work_out))

@@ -148,6 +148,11 @@ class UnlearnConfigMixin:
     bf16: bool | None = field(
         default=None, metadata={"help": "bf16 mixed precision; default: on when the GPU supports it, off on CPU."}
     )
+    # No checkpoints unless asked: a full checkpoint (weights plus optimizer state) of even a small model is several
+    # times its size. Set save_strategy="steps" (and save_steps) for runs that must be resumable.
+    save_strategy: str = field(
+        default="no", metadata={"help": "Checkpointing: 'no' (default), 'steps' or 'epoch' (resumable runs)."}
+    )
 
     def __post_init__(self) -> None:
         if self.bf16 is None and not getattr(self, "fp16", False):
