@@ -144,3 +144,14 @@ def test_load_unlearned_resolves_the_base_from_the_adapter(chat_tokenizer, bench
     ids = torch.randint(0, 300, (1, 5))
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
+def test_load_unlearned_names_a_missing_local_base(chat_tokenizer, tmp_path, tiny_model_dir):
+    from peft import get_peft_model
+
+    model = get_peft_model(make_tiny_llama(chat_tokenizer), LoraConfig(r=4, target_modules=["q_proj"]))
+    gone = tmp_path / "cache" / "demo" / "target"  # e.g. a demo target whose cache was cleared
+    model.peft_config["default"].base_model_name_or_path = str(gone)
+    model.save_pretrained(tmp_path / "adapter")
+    with pytest.raises(FileNotFoundError, match=r"trained on a local model, .*target, which is not on this machine"):
+        load_unlearned(tmp_path / "adapter")

@@ -122,6 +122,13 @@ def load_unlearned(repo_or_dir: str | os.PathLike[str], **kwargs: Any):
         base = ModelCard.load(card).data.base_model
     if not base:
         raise ValueError(f"Cannot tell the base model of {repo_or_dir}: no base_model_name_or_path and no card.")
+    local = os.path.isabs(base) or base.startswith((".", "~")) or base.count("/") > 1
+    if local and not is_bundled_model(base) and not Path(base).expanduser().is_dir():
+        raise FileNotFoundError(
+            f"The adapter {repo_or_dir} was trained on a local model, {base}, which is not on this machine. Copy that "
+            "folder to this path, or load the base yourself and apply the adapter with "
+            "PeftModel.from_pretrained(base_model, adapter_folder)."
+        )
     if is_bundled_model(base):
         base = "bundled"  # the offline copy of the same weights
     from peft import PeftModel
