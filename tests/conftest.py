@@ -124,22 +124,23 @@ class StopAtStep(TrainerCallback):
             control.should_training_stop = True
 
 
+# Short training runs of the unit tests: 3 steps of 4 rows, a large learning rate, no checkpoints or reporting.
+SHORT_RUN = dict(
+    per_device_train_batch_size=4,
+    max_steps=3,
+    report_to=[],
+    save_strategy="no",
+    logging_steps=1,
+    learning_rate=1e-2,
+    warmup_steps=0,
+)
+
+
 def callbacks_only_trainer(tok, bench, tmp_path, callback, model=None, peft_config=None, **overrides):
     """A GradDiff trainer with the output-level loss off, so ``callback`` alone defines the objective."""
     from hf_unlearn.trainers import GradDiffConfig, GradDiffTrainer
 
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        forget_coeff=0.0,
-        retain_loss_type="none",
-        per_device_train_batch_size=4,
-        max_steps=3,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        learning_rate=1e-2,
-        warmup_steps=0,
-    )
+    base = dict(output_dir=str(tmp_path / "out"), forget_coeff=0.0, retain_loss_type="none", **SHORT_RUN)
     model = model if model is not None else make_tiny_llama(tok, layers=3)
     return GradDiffTrainer(
         model,

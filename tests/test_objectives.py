@@ -14,7 +14,7 @@ from hf_unlearn.callbacks import RMUCallback
 from hf_unlearn.registry import CALLBACKS, METHODS, get_method, make_callback
 from hf_unlearn.trainers import NPOConfig, NPOObjective, NPOTrainer, RetainKL, RetainNLL
 
-from .conftest import first_batch, make_tiny_llama
+from .conftest import SHORT_RUN, first_batch, make_tiny_llama
 
 PACKAGE = Path(hf_unlearn.__file__).parent
 ROOT = PACKAGE.parent
@@ -49,16 +49,7 @@ class LengthWeightedAscent(UnlearningObjective):
 
 
 def _npo_rmu(tok, bench, tmp_path, objectives, **over):
-    args = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        max_steps=3,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        learning_rate=1e-2,
-        warmup_steps=0,
-    )
+    args = dict(output_dir=str(tmp_path), **SHORT_RUN)
     return NPOTrainer(
         make_tiny_llama(tok, layers=3),
         args=NPOConfig(**{**args, **over}),
