@@ -10,7 +10,7 @@ from hf_unlearn import build_fictitious_authors
 from hf_unlearn.callbacks import AdaptiveRMUCallback, RMUCallback, decoder_layers, stop_after
 from hf_unlearn.trainers import GradDiffConfig, GradDiffTrainer, NPOConfig, NPOTrainer
 
-from .conftest import StopAtStep, callbacks_only_trainer, first_batch, make_tiny_llama
+from .conftest import SHORT_RUN, StopAtStep, callbacks_only_trainer, first_batch, make_tiny_llama
 
 LAYER = 1
 
@@ -195,16 +195,7 @@ def test_state_survives_save_and_resume(chat_tokenizer, bench, tmp_path):
 
 def test_composes_with_npo(chat_tokenizer, bench, tmp_path):
     cb = RMUCallback(layer=LAYER, steering_coeff=2.0, alpha=3.0)
-    args = NPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=4,
-        max_steps=2,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        learning_rate=1e-2,
-        warmup_steps=0,
-    )
+    args = NPOConfig(output_dir=str(tmp_path), **{**SHORT_RUN, "max_steps": 2})
     tr = NPOTrainer(
         make_tiny_llama(chat_tokenizer, layers=3),
         args=args,

@@ -131,12 +131,11 @@ def _split_metrics(
 
 
 def _reference_metrics(
-    result: EvalResult, reference: EvalResult, forget_ratios: Mapping[int, float] | None, splits, mia_k, strict
+    result: EvalResult, reference: EvalResult, forget_ratios: Mapping[int, float] | None, mia_k: float
 ) -> None:
-    """Forget Quality (truth ratios against the retain model's) and PrivLeak (Min-K% AUC against its AUC)."""
+    """Forget Quality (truth ratios against the retain model's) and PrivLeak (Min-K% AUC against its AUC); the
+    reference was checked against this evaluation's metadata before scoring."""
     m = result.metrics
-    need = ["forget"] + (["holdout"] if "holdout" in splits else [])
-    check_reference(result.meta, reference, splits=need, strict=strict)
     ref_ratios = reference.per_item.get("forget_truth_ratio")
     if not ref_ratios:
         reason = (
@@ -194,15 +193,15 @@ def evaluate_tofu(
     splits = {k: list(v) for k, v in splits.items() if v}
     if isinstance(reference, str | bytes) or hasattr(reference, "__fspath__"):
         reference = EvalResult.load(reference)
-    if reference is not None:  # a mismatched reference is refused before any model time is spent
-        early = {
-            "definitions": DEFINITIONS,
-            "prompt": prompt_fingerprint(tokenizer, system_prompt),
-            "dtype": str(next(model.parameters()).dtype),
-            "items": {s: items_fingerprint(rows) for s, rows in splits.items()},
-        }
+    comparable = {  # what makes two results comparable, known before any model time is spent
+        "definitions": DEFINITIONS,
+        "prompt": prompt_fingerprint(tokenizer, system_prompt),
+        "dtype": str(next(model.parameters()).dtype),
+        "items": {s: items_fingerprint(rows) for s, rows in splits.items()},
+    }
+    if reference is not None:  # a mismatched reference is refused before scoring
         need = ["forget"] + (["holdout"] if "holdout" in splits else [])
-        check_reference(early, reference, splits=need, strict=strict_reference)
+        check_reference(comparable, reference, splits=need, strict=strict_reference)
 
     # 1. Encode every needed sequence once; 2. one scoring pass with per-token statistics.
     encoded, plan, dropped = _encoding_plan(splits, tokenizer, system_prompt, max_length)
@@ -282,10 +281,7 @@ def evaluate_tofu(
             per[f"mia_{attack}_forget"], per[f"mia_{attack}_holdout"] = mia["forget"][attack], mia["holdout"][attack]
 
     result.meta = {
-        "definitions": DEFINITIONS,
-        "prompt": prompt_fingerprint(tokenizer, system_prompt),
-        "dtype": str(next(model.parameters()).dtype),
-        "items": {s: items_fingerprint(rows) for s, rows in splits.items()},
+        **comparable,
         "n_items": {s: len(plan[s]) for s in splits},
         "dropped_items": {s: d for s, d in dropped.items() if d},
         "sequences_scored": len(encoded),
@@ -298,7 +294,7 @@ def evaluate_tofu(
     # Reference-based metrics: Forget Quality and PrivLeak.
     m["forget_quality"], m["privleak"] = None, None
     if reference is not None:
-        _reference_metrics(result, reference, truth_ratios.get("forget"), splits, mia_k, strict_reference)
+        _reference_metrics(result, reference, truth_ratios.get("forget"), mia_k)
     return result
 
 

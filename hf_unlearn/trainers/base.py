@@ -343,6 +343,7 @@ class UnlearnTrainerMixin:
         extra = [*(objectives or []), *(cb for cb in callbacks if isinstance(cb, UnlearningObjective))]
         self.objectives: list[UnlearningObjective] = [*self.objectives_for(args), *extra]
         peft_model = peft_config is not None or (not isinstance(model, str) and is_peft_model(model))
+        path = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "")
         req = check_objectives(
             self.objectives,
             has_retain=retain_dataset is not None,
@@ -354,26 +355,23 @@ class UnlearnTrainerMixin:
         if not req.reference and not args.precompute_ref_log_probs:
             # A reference-free objective: claiming "precomputed" keeps TRL from loading a reference copy of the model.
             args = dataclasses.replace(args, precompute_ref_log_probs=True)
-        if req.reference and ref_model is None and not peft_model and not args.precompute_ref_log_probs:
-            path = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "")
-            if not path:
-                raise ValueError(
-                    "This model was built in memory (no _name_or_path), so TRL cannot load a reference copy of it: "
-                    "pass ref_model=, use peft_config=, or (where the objective allows) precompute_ref_log_probs=True."
-                )
+        live_reference_model = req.reference and ref_model is None and not peft_model
+        if live_reference_model and not args.precompute_ref_log_probs and not path:
+            raise ValueError(
+                "This model was built in memory (no _name_or_path), so TRL cannot load a reference copy of it: "
+                "pass ref_model=, use peft_config=, or (where the objective allows) precompute_ref_log_probs=True."
+            )
         self.requirements = req
         self.extra_objectives = extra
         if processing_class is None:
             from transformers import AutoTokenizer
 
-            path = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "")
             if not path:
                 raise ValueError(
                     "This model was built in memory, so its tokenizer cannot be found: pass processing_class=."
                 )
             processing_class = AutoTokenizer.from_pretrained(path)
         tokenizer = self._tokenizer_of(processing_class)
-        self.forget_rows = forget_rows
         forget = self._tokenize(forget_rows, tokenizer, args, "forget")
         retain = self._tokenize(_as_rows(retain_dataset), tokenizer, args, "retain") if req.retain else None
         if retain is not None:
@@ -394,11 +392,6 @@ class UnlearnTrainerMixin:
         for cb in self.callback_handler.callbacks:
             if isinstance(cb, TrainerBoundCallback):
                 cb.bind_trainer(self)
-            if isinstance(cb, UnlearningObjective) and cb not in self.objectives:  # added through add_callback
-                raise ValueError(
-                    f"{type(cb).__name__} is an unlearning objective; pass it in callbacks= when building the trainer "
-                    "(it must take part in set-up and data preparation)."
-                )
         for objective in self.objectives:
             objective.setup(self.model, self.args)
         self.forget_dataset = self._prepare_forget(forget_rows, forget)
@@ -529,27 +522,13 @@ class UnlearnTrainerMixin:
         model = self.model
         was_training = model.training
         model.eval()
-        collate = DataCollatorForUnlearning(pad_token_id=self._tokenizer.pad_token_id)
-        device = self.accelerator.device
         size = self.args.precompute_ref_batch_size or self.args.per_device_train_batch_size
         try:
             for group in groups:
                 prefix = "" if group == "forget" else f"{group.removeprefix('forget_')}_"
                 values: list[float] = []
-                for start in range(0, len(forget), size):
-                    chunk = forget[start : start + size]
-                    batch = collate(
-                        [
-                            {"input_ids": i, "labels": lab}
-                            for i, lab in zip(chunk[f"{prefix}input_ids"], chunk[f"{prefix}labels"], strict=True)
-                        ]
-                    )
-                    logps = self.reference_logps(
-                        model,
-                        batch["input_ids"].to(device),
-                        batch["attention_mask"].to(device),
-                        batch["labels"].to(device),
-                    )
+                for batch in self._table_batches(forget, size, prefix):
+                    logps = self.reference_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
                     values.extend(logps.tolist())
                 forget = forget.add_column(f"{prefix}ref_logps", values)
         finally:
@@ -654,13 +633,13 @@ class UnlearnTrainerMixin:
         with stop_after(model, max(self.requirements.hooked_layers)):
             model(input_ids=ids, attention_mask=mask, use_cache=False)
 
-    def _forget_batches(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-        rows, device = self.forget_dataset, self.accelerator.device
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            batch = self.data_collator(
-                [{"input_ids": i, "labels": lab} for i, lab in zip(chunk["input_ids"], chunk["labels"], strict=True)]
-            )
+    def _table_batches(self, table: Any, batch_size: int, prefix: str = "") -> Iterator[dict[str, torch.Tensor]]:
+        """The ``<prefix>input_ids``/``<prefix>labels`` sequences of a tokenised table, collated, on the device."""
+        device = self.accelerator.device
+        for start in range(0, len(table), batch_size):
+            chunk = table[start : start + batch_size]
+            ids, labels = chunk[f"{prefix}input_ids"], chunk[f"{prefix}labels"]
+            batch = self.data_collator([{"input_ids": i, "labels": lab} for i, lab in zip(ids, labels, strict=True)])
             yield {k: v.to(device) for k, v in batch.items()}
 
     def _stop_training(self) -> None:
@@ -707,7 +686,7 @@ class UnlearnTrainerMixin:
             ),
             _reference=lambda: self.reference_model(model),
             _sequence_logps=lambda gs: self.sequence_logps(model, inputs, list(gs)),
-            _forget_batches=self._forget_batches,
+            _forget_batches=lambda size: self._table_batches(self.forget_dataset, size),
             _stop=self._stop_training,
         )
         terms: dict[str, LossTerm] = {}
