@@ -100,15 +100,19 @@ def gather_label_logprobs(
 
 @dataclass
 class LabelLogprobOutput:
-    """Output of the compact label path: per-token label log-probs (float32) and the mask of labelled positions."""
+    """Output of the compact label path: per-token label log-probs (float32), the mask of labelled positions and,
+    when asked for, the float32 logits ``(N, V)`` at those positions (row-major, as ``label_mask.nonzero()``)."""
 
     token_logps: torch.Tensor
     label_mask: torch.Tensor
+    logits: torch.Tensor | None = None
 
 
 def install_label_logprob_forward(model: torch.nn.Module) -> bool:
     """Add a compact label-log-prob path to ``model.forward``: ``model(..., labels=l, label_logprobs=True)`` returns
-    per-token log-probs ``(B, T-1)`` (zero where unlabelled) computed by :func:`gather_label_logprobs`.
+    per-token log-probs ``(B, T-1)`` (zero where unlabelled) computed by :func:`gather_label_logprobs`; with
+    ``label_logits=True`` also the logits at the labelled positions only, for objectives that need the whole
+    next-token distribution of the answer (UNDIAL, CE-U, PDU) - still no ``(B, T, V)`` tensor.
 
     It goes through ``forward`` - the method DDP/FSDP wrappers call - so distributed training stays correct, unlike
     calling the decoder directly. Other calls (generation, plain logits) run the class's own forward, so a deep copy
@@ -124,7 +128,7 @@ def install_label_logprob_forward(model: torch.nn.Module) -> bool:
     # The class's forward, not the previous bound method: a closure over the instance would make copy.deepcopy(model)
     # run the *original* model's weights. Other calls never need TRL's fused head (which passes them through anyway).
     @functools.wraps(class_forward)
-    def forward(self, *args, label_logprobs: bool = False, **kwargs):
+    def forward(self, *args, label_logprobs: bool = False, label_logits: bool = False, **kwargs):
         if not label_logprobs:
             return class_forward(self, *args, **kwargs)
         labels = kwargs.pop("labels")
@@ -133,6 +137,15 @@ def install_label_logprob_forward(model: torch.nn.Module) -> bool:
         kwargs["use_cache"] = False
         hidden = self.get_decoder()(*args, **kwargs).last_hidden_state
         head = self.get_output_embeddings()
+        if label_logits:
+            labels = labels.to(head.weight.device)
+            select = labels[:, 1:] != IGNORE_INDEX
+            logits = head(hidden.to(head.weight.device)[:, :-1][select]).float()
+            if softcap:
+                logits = torch.tanh(logits / softcap) * softcap
+            picked = torch.log_softmax(logits, -1).gather(-1, labels[:, 1:][select][:, None]).squeeze(-1)
+            token_logps = picked.new_zeros(select.shape).masked_scatter(select, picked)
+            return LabelLogprobOutput(token_logps=token_logps, label_mask=select, logits=logits)
         logps, _, select, *_ = gather_label_logprobs(
             hidden.to(head.weight.device), head, labels.to(head.weight.device), softcap=softcap
         )

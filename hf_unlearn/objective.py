@@ -16,7 +16,13 @@ named loss terms from a public :class:`StepContext`. The trainer composes the li
    ``(terms, metrics)`` from :meth:`UnlearningObjective.loss_terms`.
 
 A term is a :class:`LossTerm`: a *sum* over rows or tokens of one group and the count that normalises it, so the
-trainer can divide by whole-accumulation-window counts and gradient accumulation stays exact.
+trainer can divide by whole-accumulation-window counts and gradient accumulation stays exact. An objective that
+normalises by a count of its own (e.g. answer tokens after the first ``n``) returns it from
+:meth:`UnlearningObjective.counts`; the trainer sums it over the window like the built-in counts.
+
+Objectives that need the whole next-token distribution of the answer (UNDIAL, CE-U, PDU) declare
+``label_logits_groups``: the shared forward then applies the LM head at label positions only and hands them
+``(N, V)`` logits, never the ``(B, T, V)`` tensor of an ordinary forward.
 
 Groups name the row sets of a batch: ``forget`` and ``retain`` rows, and derived forget sequences such as
 ``forget_idk`` (a refusal for each forget question) whose columns an objective adds in ``prepare``
@@ -59,12 +65,18 @@ class LossTerm(NamedTuple):
 @dataclass
 class SequenceLogps:
     """Per-row summed label log-probs, label-token counts, per-token log-probs ``(B, T-1)`` and (when an objective
-    asked for them) the full logits of one group."""
+    asked for them) the full logits ``(B, T, V)`` or the float32 logits at label positions ``(N, V)`` of one group.
+
+    ``label_mask`` ``(B, T-1)`` marks the positions that predict a label; ``label_logits`` rows follow
+    ``label_mask.nonzero()`` (row-major).
+    """
 
     logps: torch.Tensor
     num_tokens: torch.Tensor
     token_logps: torch.Tensor
     logits: torch.Tensor | None = None
+    label_mask: torch.Tensor | None = None
+    label_logits: torch.Tensor | None = None
 
 
 @dataclass
@@ -86,6 +98,20 @@ class PrepareContext:
     model: Any
     args: Any
     device: Any
+    _batches: Callable[[Any, int], Iterator[dict[str, torch.Tensor]]] | None = field(default=None, repr=False)
+    _reference_label_logits: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = field(
+        default=None, repr=False
+    )
+
+    def batches(self, batch_size: int = 16) -> Iterator[dict[str, torch.Tensor]]:
+        """The tokenised forget rows in order, collated (``input_ids``, ``attention_mask``, ``labels``), on the
+        model's device."""
+        return self._batches(self.forget, batch_size)
+
+    def reference_label_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Float32 logits ``(N, V)`` of the frozen reference at the label positions of ``batch`` (no gradient):
+        what a precomputing objective stores instead of a live teacher."""
+        return self._reference_label_logits(batch)
 
 
 @dataclass
@@ -114,6 +140,7 @@ class StepContext:
     captured: dict[int, Any] = field(default_factory=dict)
     _reference_logps: Callable[[str], torch.Tensor] | None = field(default=None, repr=False)
     _reference_logits: Callable[[str], torch.Tensor] | None = field(default=None, repr=False)
+    _reference_label_logits: Callable[[str], torch.Tensor] | None = field(default=None, repr=False)
     _reference: Callable[[], Any] | None = field(default=None, repr=False)
     _sequence_logps: Callable[[Sequence[str]], dict[str, SequenceLogps]] | None = field(default=None, repr=False)
     _forget_batches: Callable[[int], Iterator[dict[str, torch.Tensor]]] | None = field(default=None, repr=False)
@@ -130,6 +157,11 @@ class StepContext:
     def reference_logits(self, group: str) -> torch.Tensor:
         """Full next-token logits of the reference on ``group`` (no gradient; cannot be precomputed)."""
         return self._reference_logits(group)
+
+    def reference_label_logits(self, group: str) -> torch.Tensor:
+        """Float32 logits ``(N, V)`` of the reference at the label positions of ``group`` (no gradient; rows as
+        :attr:`SequenceLogps.label_logits`)."""
+        return self._reference_label_logits(group)
 
     def reference(self) -> contextlib.AbstractContextManager:
         """Context yielding the frozen reference model to call: the explicit ``ref_model``, else (under PEFT) the
@@ -159,8 +191,10 @@ class UnlearningObjective:
     * ``needs_retain``: the objective reads retain rows (the trainer then pairs them with every forget row).
     * ``logp_groups``: groups whose policy label log-probs it reads from the step's shared forward.
     * ``logits_groups``: groups whose full policy logits it needs (an ordinary forward instead of label gathering).
+    * ``label_logits_groups``: groups whose policy logits at label positions it needs (``(N, V)``, float32).
     * ``reference_groups``: groups whose reference sequence log-probs it reads; precomputed once when possible.
     * ``reference_logits_groups``: groups whose full reference distributions it reads at every step.
+    * ``reference_label_logits_groups``: groups whose reference logits at label positions it reads at every step.
     * ``activation_groups``: groups that must run through the forward for its hooks.
     * ``hooked_layers``: decoder layers it hooks; with no ``logp_groups`` in the step the forward stops after the
       deepest one.
@@ -170,15 +204,17 @@ class UnlearningObjective:
     needs_retain: bool = False
     logp_groups: tuple[str, ...] = ()
     logits_groups: tuple[str, ...] = ()
+    label_logits_groups: tuple[str, ...] = ()
     reference_groups: tuple[str, ...] = ()
     reference_logits_groups: tuple[str, ...] = ()
+    reference_label_logits_groups: tuple[str, ...] = ()
     activation_groups: tuple[str, ...] = ()
     hooked_layers: tuple[int, ...] = ()
 
     @property
     def needs_reference(self) -> bool:
         """Whether the objective compares with the frozen reference (log-probs or full distributions)."""
-        return bool(self.reference_groups or self.reference_logits_groups)
+        return bool(self.reference_groups or self.reference_logits_groups or self.reference_label_logits_groups)
 
     def setup(self, model: Any, args: Any) -> None:
         """Called once the trainer has built the model (PEFT wrapping included), before :meth:`prepare`."""
@@ -186,6 +222,11 @@ class UnlearningObjective:
     def prepare(self, ctx: PrepareContext) -> dict[str, list]:
         """Return new columns for the tokenised forget rows (one value per row of ``ctx.forget``), e.g.
         ``{"idk_input_ids": [...], "idk_labels": [...]}``. Nothing is mutated in place."""
+        return {}
+
+    def counts(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Normalising counts of this objective's own, as ``{"<group>/<what>": scalar}`` for one micro-batch; a
+        :class:`LossTerm` may then use ``what``. The trainer sums them over the accumulation window (and ranks)."""
         return {}
 
     def capturing(self, model: Any) -> contextlib.AbstractContextManager:
@@ -225,6 +266,7 @@ class Requirements:
     live_reference: bool  # full reference distributions at every step: cannot be precomputed
     forward_groups: tuple[str, ...]
     logits_groups: tuple[str, ...]
+    label_logits_groups: tuple[str, ...]
     hooked_layers: tuple[int, ...]
 
 
@@ -237,7 +279,13 @@ def _union(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
 
 def forward_groups(objectives: Sequence[UnlearningObjective]) -> tuple[str, ...]:
     """Groups of the step's shared forward, in order of first appearance (label-log-prob groups first)."""
-    return _union([*(o.logp_groups for o in objectives), *(o.activation_groups for o in objectives)])
+    return _union(
+        [
+            *(o.logp_groups for o in objectives),
+            *(o.label_logits_groups for o in objectives),
+            *(o.activation_groups for o in objectives),
+        ]
+    )
 
 
 def requirements(objectives: Sequence[UnlearningObjective]) -> Requirements:
@@ -247,9 +295,10 @@ def requirements(objectives: Sequence[UnlearningObjective]) -> Requirements:
         retain=any(o.needs_retain for o in objectives),
         reference=any(o.needs_reference for o in objectives),
         reference_groups=_union([o.reference_groups for o in objectives]),
-        live_reference=any(o.reference_logits_groups for o in objectives),
+        live_reference=any(o.reference_logits_groups or o.reference_label_logits_groups for o in objectives),
         forward_groups=forward_groups(objectives),
         logits_groups=_union([o.logits_groups for o in objectives]),
+        label_logits_groups=_union([o.label_logits_groups for o in objectives]),
         hooked_layers=tuple(sorted({layer for o in objectives for layer in o.hooked_layers})),
     )
 
@@ -283,10 +332,13 @@ def check_objectives(
     if has_ref_model and not req.reference:
         raise ValueError(f"{owner} with this config uses no reference model; drop ref_model.")
     if req.live_reference and not has_ref_model and not peft and precompute:
+        users = ", ".join(
+            o.describe() for o in objectives if o.reference_logits_groups or o.reference_label_logits_groups
+        )
         raise ValueError(
-            "retain_loss_type='kl' compares full next-token distributions with the reference at every step, "
-            "which cannot be precomputed: pass ref_model=, train a LoRA adapter (peft_config=, the reference is "
-            "then the model with the adapter disabled), or set precompute_ref_log_probs=False to let TRL load the "
-            "reference from the model's path."
+            f"{users} compares full next-token distributions with the reference at every step (e.g. "
+            "retain_loss_type='kl'), which cannot be precomputed: pass ref_model=, train a LoRA adapter "
+            "(peft_config=, the reference is then the model with the adapter disabled), or set "
+            "precompute_ref_log_probs=False to let TRL load the reference from the model's path."
         )
     return req

@@ -23,19 +23,20 @@ def pad_sequences(
     *,
     padding_side: Literal["right", "left"] = "right",
     pad_to_multiple_of: int | None = None,
+    dtype: torch.dtype = torch.long,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad ``sequences`` into a ``(B, T)`` long tensor; return it with the length-based attention mask."""
+    """Pad ``sequences`` into a ``(B, T)`` tensor (long by default); return it with the length-based attention mask."""
     longest = max((len(s) for s in sequences), default=0)
     if pad_to_multiple_of:
         longest = -(-longest // pad_to_multiple_of) * pad_to_multiple_of
-    ids = torch.full((len(sequences), longest), pad_value, dtype=torch.long)
+    ids = torch.full((len(sequences), longest), pad_value, dtype=dtype)
     mask = torch.zeros((len(sequences), longest), dtype=torch.long)
     for i, seq in enumerate(sequences):
         n = len(seq)
         if n == 0:
             continue
         sl = slice(longest - n, longest) if padding_side == "left" else slice(0, n)
-        ids[i, sl] = torch.as_tensor(seq, dtype=torch.long)
+        ids[i, sl] = torch.as_tensor(seq, dtype=dtype)
         mask[i, sl] = 1
     return ids, mask
 
@@ -105,8 +106,13 @@ class DataCollatorForUnlearning:
             ):
                 seqs = _flatten([f[k] for f in features], nested[group])
                 if seqs and all(isinstance(x, list) for x in seqs):  # per-token field: pad like the ids, with 0
+                    floats = any(isinstance(v, float) for x in seqs for v in x[:1])
                     batch[k], _ = pad_sequences(
-                        seqs, 0, padding_side=self.padding_side, pad_to_multiple_of=self.pad_to_multiple_of
+                        seqs,
+                        0,
+                        padding_side=self.padding_side,
+                        pad_to_multiple_of=self.pad_to_multiple_of,
+                        dtype=torch.float32 if floats else torch.long,
                     )
                     continue
             group = max((p for p in prefixes if k.startswith(p)), key=len, default=None)
