@@ -13,8 +13,12 @@ authors' multiple-choice questions.
 
 How the spec defaults (methods.md) are adapted to this scale - one setting per method, no per-method search:
 
-* output-level methods (GradAscent, GradDiff, NPO, SimNPO, IdkDPO, IdkSFT): every loss hyperparameter at its spec
-  default (NPO beta 0.1, SimNPO beta 4.5 / gamma 0 / forget weight 0.125, DPO beta 0.1, retain weight 1), but LoRA
+* output-level methods (GradAscent, GradDiff, NPO, SimNPO, IdkDPO, IdkSFT, UNDIAL, WGA, SatImp, CE-U, PDU): every
+  loss hyperparameter at its default (NPO beta 0.1, SimNPO beta 4.5 / gamma 0 / forget weight 0.125, DPO beta 0.1,
+  retain weight 1; open-unlearning's YAML values for the last five: UNDIAL beta 10 with no retain term, WGA beta 1,
+  SatImp beta1 5 / beta2 1 / weights 0.1 and 1, CE-U n = 1 without retain term, PDU step 1 from an initial weight 1,
+  with the constraint eps = 3 x the target's retain NLL and the dual warm-up at half the run, 2 of 5 epochs, as
+  PDU.yaml's 5 of 10), but LoRA
   r=32 on all linear layers at lr 2.5e-4 instead of full fine-tuning at lr 1e-5 (LoRA needs a ~10-25x larger step;
   2.5e-4 is the demo's NPO setting, chosen there from 1e-4 / 2.5e-4 / 5e-4), and 5 epochs of batch 8 instead of
   10 epochs of batch 32 (40 forget QA: 25 optimiser steps, CPU budget);
@@ -45,6 +49,11 @@ METHODS = (
     "simnpo",
     "idk_dpo",
     "idk_sft",
+    "undial",
+    "wga",
+    "satimp",
+    "ceu",
+    "pdu",
     "rmu",
     "adaptive_rmu",
     "attention_shifting",
@@ -61,6 +70,8 @@ RMU = {
     "weight_decay": 0.0,
 }
 AS_LAYERS = list(range(10, 20))
+# Per-method settings beyond the shared ones: PDU's dual warm-up scaled to this run's 5 epochs (PDU.yaml: 5 of 10).
+METHOD_ARGS = {"pdu": {"dual_warmup_epochs": 2}}
 # "Close the loop" runs: a method with the settings named in "why" changed, to tell tuning from bugs where a method
 # underperforms its paper's claim (findings in the README's quality section).
 VARIANTS = {
@@ -118,6 +129,7 @@ def _trainer(
 
     import hf_unlearn as hu
     from hf_unlearn.callbacks import AdaptiveRMUCallback, AttentionShiftingCallback, RMUCallback
+    from hf_unlearn.objective import requirements
     from hf_unlearn.registry import METHODS as NAMES
 
     args, callback = args or {}, callback or {}
@@ -126,11 +138,13 @@ def _trainer(
     if method in NAMES:
         cfg, cls = NAMES[method].config_class, NAMES[method].trainer_class
         peft = LoraConfig(**LORA, task_type="CAUSAL_LM")
+        args = {**METHOD_ARGS.get(method, {}), **args}
+        trainer_args = cfg(**{**common, **OUTPUT_LEVEL, **args})
         trainer = cls(
             model,
-            args=cfg(**{**common, **OUTPUT_LEVEL, **args}),
+            args=trainer_args,
             forget_dataset=forget,
-            retain_dataset=None if method == "grad_ascent" else retain,
+            retain_dataset=retain if requirements(cls.objectives_for(trainer_args)).retain else None,
             processing_class=tokenizer,
             peft_config=peft,
         )

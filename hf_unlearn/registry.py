@@ -45,6 +45,11 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("simnpo", "SimNPO", "hf_unlearn.trainers.simnpo", "tofu/simnpo.yaml"),
         MethodSpec("idk_sft", "IdkSFT", "hf_unlearn.trainers.idk_sft", "tofu/idk_sft.yaml"),
         MethodSpec("idk_dpo", "IdkDPO", "hf_unlearn.trainers.idk_dpo", "tofu/idk_dpo.yaml"),
+        MethodSpec("undial", "UNDIAL", "hf_unlearn.trainers.undial", "tofu/undial.yaml"),
+        MethodSpec("wga", "WGA", "hf_unlearn.trainers.wga", "tofu/wga.yaml"),
+        MethodSpec("satimp", "SatImp", "hf_unlearn.trainers.satimp", "tofu/satimp.yaml"),
+        MethodSpec("ceu", "CEU", "hf_unlearn.trainers.ceu", "tofu/ceu.yaml"),
+        MethodSpec("pdu", "PDU", "hf_unlearn.trainers.pdu", "tofu/pdu.yaml"),
     )
 }
 

@@ -125,6 +125,23 @@ class StopAtStep(TrainerCallback):
 
 
 # Short training runs of the unit tests: 3 steps of 4 rows, a large learning rate, no checkpoints or reporting.
+# One optimizer step of batch 4: the set-up of the loss-formula tests.
+ONE_STEP = dict(
+    per_device_train_batch_size=4,
+    report_to=[],
+    save_strategy="no",
+    logging_steps=1,
+    max_steps=1,
+    learning_rate=1e-3,
+    warmup_steps=0,
+)
+
+
+def one_step_args(cfg, tmp_path, **kw):
+    """``cfg`` with :data:`ONE_STEP` (overridden by ``kw``), writing under ``tmp_path/out``."""
+    return cfg(**{"output_dir": str(tmp_path / "out"), **ONE_STEP, **kw})
+
+
 SHORT_RUN = dict(
     per_device_train_batch_size=4,
     max_steps=3,

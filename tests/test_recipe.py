@@ -56,6 +56,27 @@ def test_recipe_writes_model_results_and_card_and_cli_overrides_yaml(tmp_path, t
         main(["--config", str(cfg)])
 
 
+@pytest.mark.parametrize(
+    "method,name,expected",
+    [
+        ("undial", "UNDIAL", {"beta": 10.0, "teacher_top_k": 256, "retain_loss_type": "none"}),
+        ("ceu", "CE-U", {"ignore_first_n_answer_tokens": 1, "retain_loss_type": "none"}),
+        ("pdu", "PDU", {"primal_dual": True, "dual_warmup_epochs": 5}),
+    ],
+)
+def test_recipe_runs_open_unlearning_methods(tmp_path, tiny_model_dir, method, name, expected):
+    cfg = _config(tmp_path, tiny_model_dir, method=method, evaluate=False)
+    assert cli(["train", "--config", str(cfg)]) == 0
+    card = ModelCard.load(tmp_path / "run" / "README.md")
+    assert card.data.unlearning["method"] == name
+    hyper = card.data.unlearning["hyperparameters"]
+    assert {k: hyper[k] for k in expected} == expected
+    if method == "pdu":  # the constraint level measured before training is on the card
+        assert hyper["retain_loss_eps"] > 0 and "final_dual_variable" in hyper
+    else:  # no retain term: no retain set was loaded and none is described
+        assert "retain_coeff" not in hyper
+
+
 def test_recipe_bad_input(tmp_path, tiny_model_dir):
     from hf_unlearn.registry import METHODS
 

@@ -25,7 +25,7 @@ from hf_unlearn.trainers import (
     SimNPOTrainer,
 )
 
-from .conftest import StopAtStep, first_batch, make_tiny_llama
+from .conftest import StopAtStep, first_batch, make_tiny_llama, one_step_args
 
 
 @pytest.fixture(scope="module")
@@ -34,17 +34,7 @@ def bench():
 
 
 def _args(cls, tmp_path, **kw):
-    base = dict(
-        output_dir=str(tmp_path / "out"),
-        per_device_train_batch_size=4,
-        report_to=[],
-        save_strategy="no",
-        logging_steps=1,
-        max_steps=1,
-        learning_rate=1e-3,
-        warmup_steps=0,
-    )
-    return cls(**{**base, **kw})
+    return one_step_args(cls, tmp_path, **kw)
 
 
 def _trainer(cls, cfg, tok, bench, tmp_path, *, model=None, retain=True, **kw):

@@ -5,7 +5,10 @@ import torch
 from peft import LoraConfig
 
 from hf_unlearn import build_fictitious_authors, load_model
+from hf_unlearn.objective import requirements
 from hf_unlearn.trainers import (
+    CEUConfig,
+    CEUTrainer,
     GradAscentConfig,
     GradAscentTrainer,
     GradDiffConfig,
@@ -16,8 +19,16 @@ from hf_unlearn.trainers import (
     IdkSFTTrainer,
     NPOConfig,
     NPOTrainer,
+    PDUConfig,
+    PDUTrainer,
+    SatImpConfig,
+    SatImpTrainer,
     SimNPOConfig,
     SimNPOTrainer,
+    UNDIALConfig,
+    UNDIALTrainer,
+    WGAConfig,
+    WGATrainer,
 )
 
 METHODS = [
@@ -27,6 +38,11 @@ METHODS = [
     (SimNPOTrainer, SimNPOConfig),
     (IdkSFTTrainer, IdkSFTConfig),
     (IdkDPOTrainer, IdkDPOConfig),
+    (UNDIALTrainer, UNDIALConfig),
+    (WGATrainer, WGAConfig),
+    (SatImpTrainer, SatImpConfig),
+    (CEUTrainer, CEUConfig),
+    (PDUTrainer, PDUConfig),
 ]
 
 
@@ -51,7 +67,7 @@ def _make(cls, cfg, model, tok, bench, tmp_path, **kw):
         logging_steps=1,
         **kw,
     )
-    retain = None if cls is GradAscentTrainer else bench["retain"]
+    retain = bench["retain"] if requirements(cls.objectives_for(args)).retain else None
     return cls(
         model,
         args=args,

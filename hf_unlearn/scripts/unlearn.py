@@ -31,7 +31,8 @@ class UnlearnScriptArguments:
     """What to unlearn and what to do around training.
 
     Parameters:
-        method: one of grad_ascent, grad_diff, npo, simnpo, idk_sft, idk_dpo.
+        method: a registered method (``hf_unlearn.registry.METHODS``): grad_ascent, grad_diff, npo, simnpo, idk_sft,
+            idk_dpo, undial, wga, satimp, ceu, pdu.
         dataset: ``fictitious-authors`` (built in, offline), ``tofu`` (``locuslab/TOFU``), ``muse-news`` /
             ``muse-books`` (the raw MUSE corpora as text rows) - these need the Hub - or ``files``: local JSON-lines
             files ``forget_path`` / ``retain_path`` in any data-layer schema (e.g. the access-gated WMDP corpora).

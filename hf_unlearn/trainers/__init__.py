@@ -1,15 +1,24 @@
 """Output-level unlearning trainers: TRL trainer subclasses with a Config dataclass each (one file per method)."""
 
 from .base import NonFiniteLossError, UnlearnConfigMixin, UnlearnTrainerMixin
+from .ceu import CEUConfig, CEUObjective, CEUTrainer
 from .grad_ascent import AscentObjective, GradAscentConfig, GradAscentTrainer, GradDiffConfig, GradDiffTrainer
 from .idk_dpo import IdkDPOConfig, IdkDPOObjective, IdkDPOTrainer
 from .idk_sft import IdkSFTConfig, IdkSFTObjective, IdkSFTTrainer
 from .npo import NPOConfig, NPOObjective, NPOTrainer
+from .pdu import DualVariable, PDUConfig, PDUForgetObjective, PDURetainObjective, PDUTrainer
 from .retain import RetainKL, RetainNLL
+from .satimp import SatImpConfig, SatImpObjective, SatImpTrainer
 from .simnpo import SimNPOConfig, SimNPOObjective, SimNPOTrainer
+from .undial import UNDIALConfig, UNDIALObjective, UNDIALTrainer
+from .wga import WGAConfig, WGAObjective, WGATrainer
 
 __all__ = [
     "AscentObjective",
+    "CEUConfig",
+    "CEUObjective",
+    "CEUTrainer",
+    "DualVariable",
     "GradAscentConfig",
     "GradAscentTrainer",
     "GradDiffConfig",
@@ -24,11 +33,24 @@ __all__ = [
     "NPOObjective",
     "NPOTrainer",
     "NonFiniteLossError",
+    "PDUConfig",
+    "PDUForgetObjective",
+    "PDURetainObjective",
+    "PDUTrainer",
     "RetainKL",
     "RetainNLL",
+    "SatImpConfig",
+    "SatImpObjective",
+    "SatImpTrainer",
     "SimNPOConfig",
     "SimNPOObjective",
     "SimNPOTrainer",
+    "UNDIALConfig",
+    "UNDIALObjective",
+    "UNDIALTrainer",
     "UnlearnConfigMixin",
     "UnlearnTrainerMixin",
+    "WGAConfig",
+    "WGAObjective",
+    "WGATrainer",
 ]

@@ -448,9 +448,19 @@ class UnlearnTrainerMixin:
             model=self.model,
             args=self.args,
             device=self.accelerator.device,
+            _batches=self._table_batches,
+            _reference_label_logits=lambda b: self.reference_label_logits(
+                self.model, b["input_ids"], b["attention_mask"], b["labels"]
+            ),
         )
         for objective in self.objectives:
-            for column, values in objective.prepare(ctx).items():
+            was_training = self.model.training
+            self.model.eval()  # objectives that precompute (e.g. a teacher's top-k) see the model without dropout
+            try:
+                columns = objective.prepare(ctx)
+            finally:
+                self.model.train(was_training)
+            for column, values in columns.items():
                 if column in forget.column_names:
                     raise ValueError(f"{objective.describe()} adds the column {column!r}, which already exists.")
                 if len(values) != len(forget):
@@ -509,6 +519,22 @@ class UnlearnTrainerMixin:
         with self.reference_model(model) as ref, self.accelerator.autocast():
             return ref(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
+    @torch.no_grad()
+    def reference_label_logits(self, model: Any, input_ids, attention_mask, labels) -> torch.Tensor:
+        """Float32 reference logits ``(N, V)`` at the label positions of ``labels`` (no gradient)."""
+        with self.reference_model(model) as ref, self.accelerator.autocast():
+            if self._compact_path(reference=True):
+                out = ref(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    labels=labels,
+                    label_logprobs=True,
+                    label_logits=True,
+                )
+                return out.logits
+            logits = ref(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+            return logits[:, :-1][labels[:, 1:] != IGNORE_INDEX].float()
+
     def _precompute_reference(self, forget: Any) -> Any:
         """Reference log-probs of every precomputable group, once before training, as columns ``<name>ref_logps``.
 
@@ -557,6 +583,11 @@ class UnlearnTrainerMixin:
                 for b in batches
             ]
             values.append(torch.stack(per_batch).sum(0).float())
+        for objective in self.objectives if batches else ():
+            own = [objective.counts(b) for b in batches]
+            for key in own[0]:
+                names.append(key)
+                values.append(torch.stack([torch.as_tensor(c[key], device=device).float() for c in own]).sum()[None])
         counts = WindowCounts()
         if not values:
             return counts
@@ -580,40 +611,56 @@ class UnlearnTrainerMixin:
         groups: Sequence[str],
         *,
         logits_for: Sequence[str] = (),
+        label_logits_for: Sequence[str] = (),
     ) -> dict[str, SequenceLogps]:
         """Policy log-probs of several groups in ONE forward (rows concatenated along the batch).
 
         Log-probs are gathered at label positions before the LM head (no ``(B, T, V)`` logits; TRL's fused head for
         models with logit scaling) unless ``logits_for`` names groups whose full logits are needed (the KL retain
         term); then one ordinary forward serves all groups and label log-probs are gathered from the logits at label
-        positions only.
+        positions only. ``label_logits_for`` names groups whose float32 logits at label positions are returned
+        (``(N, V)``; the LM head still runs at label positions only).
         """
         ids, mask, labels = self._concat_groups(inputs, groups)
         target = labels[:, 1:]
         select = target != IGNORE_INDEX
-        logits = None
-        if not logits_for:
-            token_logps = _label_token_logps(model, self._compact_path(), ids, mask, labels)
+        logits = label_logits = None
+        compact = self._compact_path()
+        if not logits_for and not (label_logits_for and not compact):
+            if label_logits_for:
+                out = model(input_ids=ids, attention_mask=mask, labels=labels, label_logprobs=True, label_logits=True)
+                token_logps, label_logits = out.token_logps, out.logits
+            else:
+                token_logps = _label_token_logps(model, compact, ids, mask, labels)
         else:
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            picked = torch.log_softmax(logits[:, :-1][select].float(), -1).gather(-1, target[select][:, None])
+            label_logits = logits[:, :-1][select].float()
+            picked = torch.log_softmax(label_logits, -1).gather(-1, target[select][:, None])
             token_logps = torch.zeros(select.shape, dtype=torch.float32, device=ids.device)
             token_logps = token_logps.masked_scatter(select, picked.squeeze(-1))
         sizes = [inputs[f"{g}_input_ids"].shape[0] for g in groups]
+        selects = select.split(sizes)
+        if label_logits is not None:
+            per_group = label_logits.split([int(sel.sum()) for sel in selects])
+        else:
+            per_group = [None] * len(groups)
         result = {}
-        for g, tl, sel, lg in zip(
+        for g, tl, sel, lg, ll in zip(
             groups,
             token_logps.split(sizes),
-            select.split(sizes),
+            selects,
             logits.split(sizes) if logits is not None else [None] * len(groups),
+            per_group,
             strict=True,
         ):
             width = inputs[f"{g}_input_ids"].shape[1]
             result[g] = SequenceLogps(
                 logps=tl.sum(-1),
                 num_tokens=sel.sum(-1),
-                token_logps=tl,
+                token_logps=tl[:, : width - 1],
                 logits=lg[:, :width] if lg is not None and g in logits_for else None,
+                label_mask=sel[:, : width - 1],
+                label_logits=ll if g in label_logits_for else None,
             )
         return result
 
@@ -657,7 +704,9 @@ class UnlearnTrainerMixin:
             for objective in self.objectives:
                 captured[id(objective)] = stack.enter_context(objective.capturing(model))
             if any(o.logp_groups for o in self.objectives):
-                logps = self.sequence_logps(model, inputs, groups, logits_for=req.logits_groups)
+                logps = self.sequence_logps(
+                    model, inputs, groups, logits_for=req.logits_groups, label_logits_for=req.label_logits_groups
+                )
             else:
                 logps = {}
                 self._truncated_forward(model, inputs, groups)
@@ -683,6 +732,9 @@ class UnlearnTrainerMixin:
             _reference_logps=live_logps,
             _reference_logits=lambda g: self.reference_logits(
                 model, inputs[f"{g}_input_ids"], inputs[f"{g}_attention_mask"]
+            ),
+            _reference_label_logits=lambda g: self.reference_label_logits(
+                model, inputs[f"{g}_input_ids"], inputs[f"{g}_attention_mask"], inputs[f"{g}_labels"]
             ),
             _reference=lambda: self.reference_model(model),
             _sequence_logps=lambda gs: self.sequence_logps(model, inputs, list(gs)),
@@ -726,6 +778,52 @@ class UnlearnTrainerMixin:
             base = getattr(model.config, "_name_or_path", "") or ""
         return BUNDLED_HUB_ID if is_bundled_model(base) else (base or "unknown")
 
+    # Card settings: the training schedule, plus every objective parameter the method's config declares.
+    _CARD_TRAINING_KEYS = (
+        "learning_rate",
+        "num_train_epochs",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_steps",
+    )
+    _CARD_SKIPPED = frozenset(
+        {
+            "loss_type",
+            "system_prompt",
+            "pairing_seed",
+            "gradient_checkpointing",
+            "activation_checkpointing",
+            "bf16",
+            "save_strategy",
+            "train_sampling_strategy",
+            "weight_decay",
+            "warmup_steps",
+            "precompute_ref_log_probs",
+        }
+    )
+
+    def _card_hyperparameters(self) -> dict[str, Any]:
+        """What the card records: the objective parameters declared by hf_unlearn's configs (``beta``,
+        ``forget_coeff``, ``teacher_top_k``, ...) and the training schedule; unset values are left out."""
+        a = self.args
+        own: list[str] = []
+        for klass in reversed(type(a).__mro__):
+            if klass.__module__.startswith("hf_unlearn"):
+                own.extend(k for k in vars(klass).get("__annotations__", {}) if k not in own)
+        keys = [k for k in own if k not in self._CARD_SKIPPED and k not in self._CARD_TRAINING_KEYS]
+        hyper = {k: getattr(a, k) for k in [*keys, *self._CARD_TRAINING_KEYS] if getattr(a, k, None) is not None}
+        if not self.requirements.retain:
+            for k in ("retain_coeff", "retain_per_forget", "kl_all_positions"):
+                hyper.pop(k, None)
+            hyper["retain_loss_type"] = "none"
+        elif a.retain_loss_type != "kl":
+            hyper.pop("kl_all_positions", None)
+        if hyper.get("max_steps", 0) <= 0:
+            hyper.pop("max_steps", None)
+        if self.extra_objectives:
+            hyper["callbacks"] = ", ".join(o.describe() for o in self.extra_objectives)
+        return hyper
+
     def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
         """Write hf_unlearn's card (see :mod:`hf_unlearn.hub.cards`) to ``output_dir/README.md``.
 
@@ -738,22 +836,7 @@ class UnlearnTrainerMixin:
         if not self.is_world_process_zero():
             return
         a = self.args
-        keys = (
-            "beta",
-            "loss_scale",
-            "gamma",
-            "forget_coeff",
-            "retain_coeff",
-            "retain_loss_type",
-            "learning_rate",
-            "num_train_epochs",
-            "per_device_train_batch_size",
-            "gradient_accumulation_steps",
-            "max_steps",
-        )
-        hyper = {k: getattr(a, k) for k in keys if hasattr(a, k) and getattr(a, k) is not None}
-        if self.extra_objectives:
-            hyper["callbacks"] = ", ".join(o.describe() for o in self.extra_objectives)
+        hyper = self._card_hyperparameters()
         card = build_model_card(
             repo_id=a.hub_model_id or model_name or os.path.basename(os.path.normpath(a.output_dir)),
             base_model=self._base_model_id(),

@@ -1,4 +1,5 @@
-"""Pure loss functions of the output-level unlearning objectives (GA, GradDiff, NPO, SimNPO, DPO-style IDK).
+"""Pure loss functions of the output-level unlearning objectives (GA, GradDiff, NPO, SimNPO, DPO-style IDK, UNDIAL,
+WGA, SatImp, CE-U, PDU).
 
 Conventions: ``logps`` are per-sequence *summed* log-probabilities ``log pi(y|x)`` over label tokens (the negated
 summed NLL ``S`` of the papers), shape ``(B,)``. Every function returns *per-row* (or per-position) values; callers
@@ -15,12 +16,18 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "ceu_loss",
     "dpo_loss",
     "forward_kl",
+    "logit_margin_loss",
     "npo_loss",
     "npo_weights",
     "resolve_scale",
+    "satimp_weights",
     "simnpo_loss",
+    "soft_cross_entropy",
+    "undial_teacher_logits",
+    "wga_weights",
 ]
 
 
@@ -95,3 +102,54 @@ def forward_kl(policy_logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.T
     logp = torch.log_softmax(policy_logits.float(), dim=-1)
     logq = torch.log_softmax(ref_logits.float(), dim=-1)
     return (logq.exp() * (logq - logp)).sum(-1)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor, ids: torch.Tensor | None = None):
+    """Per-position cross-entropy ``-sum_v q_v log p_v`` of ``softmax(logits)`` against ``target_probs``.
+
+    ``logits`` are ``(N, V)``; ``target_probs`` is ``(N, V)``, or ``(N, k)`` over the vocabulary ids ``ids``
+    ``(N, k)`` (a sparse target such as a teacher's top-k). Computed in float32.
+    """
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    if ids is not None:
+        logp = logp.gather(-1, ids)
+    return -(target_probs * logp).sum(-1)
+
+
+def undial_teacher_logits(teacher_logits: torch.Tensor, labels: torch.Tensor, beta: float) -> torch.Tensor:
+    """UNDIAL's adjusted teacher logits ``z - beta * onehot(y)`` (Dong et al. 2024, arXiv 2402.10052).
+
+    ``teacher_logits`` ``(..., V)`` at the positions predicting ``labels`` ``(...)``; the target of the student is
+    ``softmax`` of the result: the teacher's distribution with the memorised token made ``e^beta`` times less likely.
+    """
+    adjusted = teacher_logits.float().clone()
+    adjusted.scatter_add_(-1, labels[..., None], adjusted.new_full((*labels.shape, 1), -float(beta)))
+    return adjusted
+
+
+def wga_weights(token_logps: torch.Tensor, beta: float) -> torch.Tensor:
+    """WGA's per-token weights ``p(y_t)^beta`` (detached): ascent concentrates on tokens the model still predicts
+    (Wang et al. 2025, arXiv 2502.19301)."""
+    return (token_logps.detach() * beta).exp()
+
+
+def satimp_weights(token_logps: torch.Tensor, beta1: float, beta2: float) -> torch.Tensor:
+    """SatImp's per-token weights ``p^beta1 * (1 - p)^beta2`` (detached): saturation times importance
+    (Yang et al. 2025, arXiv 2505.11953)."""
+    p = token_logps.detach().exp()
+    return p.pow(beta1) * (1.0 - p).clamp(min=0.0).pow(beta2)
+
+
+def ceu_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-position CE-U loss (Yang 2025, arXiv 2503.01224): cross-entropy of the model against its own detached
+    distribution with the true token's logit set to ``-inf``; its gradient is ``p - q``, which removes the true
+    token's probability and keeps the ranking of the others."""
+    target = logits.detach().float().scatter(-1, labels[:, None], float("-inf"))
+    return soft_cross_entropy(logits, torch.softmax(target, dim=-1))
+
+
+def logit_margin_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Per-position PDU forget loss ``(max_v z_v - mean_v z_v)^2`` (Entesari et al. 2025, arXiv 2506.05314): zero
+    exactly when the logits are flat, i.e. the next-token distribution is uniform."""
+    z = logits.float()
+    return (z.max(-1).values - z.mean(-1)).square()
