@@ -212,6 +212,35 @@ def test_mcq_single_forward_equals_per_option_scoring(chat_tokenizer, bench, mon
     assert fast.metrics["mcq_accuracy"] == pytest.approx(np.mean([preds[i] == r["answer"] for i, r in enumerate(rows)]))
 
 
+def test_mcq_cloze_ranks_the_options_as_answers(chat_tokenizer, bench):
+    from hf_unlearn.data import IGNORE_INDEX
+    from hf_unlearn.data.tokenization import encode_qa
+
+    model = make_tiny_llama(chat_tokenizer, seed=3)
+    rows = bench["forget_mcq"][:6]
+    result = evaluate_mcq(model, chat_tokenizer, rows, scoring="cloze", name="forget_mcq_cloze")
+    for i, row in enumerate(rows):  # independent: each choice as the answer, P(y|x)^(1/|y|), in the row's order
+        expected = []
+        for choice in row["choices"]:
+            ex = encode_qa(chat_tokenizer, row["question"], choice)
+            ids = torch.tensor([ex.input_ids])
+            labels = torch.tensor([ex.labels])
+            with torch.no_grad():
+                logp = model(input_ids=ids).logits[:, :-1].float().log_softmax(-1)
+            target = labels[:, 1:]
+            m = target != IGNORE_INDEX
+            picked = logp.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1)[m]
+            expected.append(math.exp(float(picked.mean())))
+        assert result.per_item["forget_mcq_cloze_option_probs"][i] == pytest.approx(expected, rel=1e-4)
+        assert result.per_item["forget_mcq_cloze_prediction"][i] == int(np.argmax(expected))
+    preds = result.per_item["forget_mcq_cloze_prediction"]
+    assert result.metrics["forget_mcq_cloze_accuracy"] == pytest.approx(
+        np.mean([preds[i] == r["answer"] for i, r in enumerate(rows)])
+    )
+    with pytest.raises(ValueError, match="scoring must be"):
+        evaluate_mcq(model, chat_tokenizer, rows, scoring="letter")
+
+
 def test_gradnorm_keeps_existing_gradients(chat_tokenizer, bench):
     from hf_unlearn.data import tokenize_rows
     from hf_unlearn.evaluation.mia import gradnorm_scores
@@ -282,6 +311,20 @@ def test_cli_eval_writes_a_reusable_result(tiny_model_dir, tmp_path, capsys):
     assert main([*args[:-2], "--reference-logs", str(out)]) == 0
     out_text = capsys.readouterr().out
     assert re.search(r"forget_quality\s+1\n", out_text) and re.search(r"privleak\s+0\n", out_text)
+
+
+def test_cli_mcq_suite_reports_letters_and_cloze(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "mcq.json"
+    args = ["eval", "--model", str(tiny_model_dir), "--suite", "mcq", "--num-authors", "10", "--qa-per-author", "2"]
+    assert main([*args, "--output", str(out)]) == 0
+    metrics = EvalResult.load(out).metrics
+    assert {"forget_mcq_accuracy", "forget_mcq_cloze_accuracy"} <= set(metrics)
+    assert "Scoring" in capsys.readouterr().out  # progress is announced before each set
+    assert main([*args, "--mcq-scoring", "cloze", "--output", str(tmp_path / "c.json")]) == 0
+    only = EvalResult.load(tmp_path / "c.json").metrics
+    assert (
+        "forget_mcq_accuracy" not in only and only["forget_mcq_cloze_accuracy"] == metrics["forget_mcq_cloze_accuracy"]
+    )
 
 
 def test_forget_vs_utility_plot_uses_a_legend_for_many_models_and_log_scale(tmp_path):

@@ -9,6 +9,11 @@ tokenizers), one forward per question reads all letters from the next-token dist
 continuation is scored as a sequence. ``chat_template=True`` instead wraps the prompt as a user turn and scores the
 bare letters after the assistant prefix (for instruction models; not lm-eval's default). Chance is 1/len(choices);
 an unlearned WMDP model should sit *at* chance, not below (below means it still recognises the right answer).
+
+``scoring="cloze"`` ranks the options themselves instead: each choice is scored as the assistant's answer to the
+question through the chat template, by its length-normalised probability, and the prediction is the best one
+(lm-eval's "cloze" formulation, as TOFU's truth ratio and the general-knowledge ranking do). Small models that cannot
+map facts to option letters - every model at chance - still show what they know this way.
 """
 
 from __future__ import annotations
@@ -59,9 +64,16 @@ def evaluate_mcq(
     system_prompt: str | None = None,
     batch_size: int = 32,
     name: str = "mcq",
+    scoring: str = "letters",
 ) -> EvalResult:
-    """Accuracy of ``argmax`` over option-letter log-likelihoods; per-item predictions and letter log-probs."""
+    """Accuracy of ``argmax`` over option-letter log-likelihoods (``scoring="letters"``, lm-eval's WMDP form) or over
+    the options' own length-normalised probabilities as answers (``scoring="cloze"``); per-item predictions and
+    scores."""
     rows = list(rows)
+    if scoring not in ("letters", "cloze"):
+        raise ValueError(f"scoring must be 'letters' or 'cloze', got {scoring!r}.")
+    if scoring == "cloze":
+        return _evaluate_cloze(model, tokenizer, rows, system_prompt=system_prompt, batch_size=batch_size, name=name)
     letters_all = string.ascii_uppercase
     texts = [format_mcq(r, description) for r in rows]
     n_opts = {len(r["choices"]) for r in rows}
@@ -102,5 +114,41 @@ def evaluate_mcq(
         "items": {name: items_fingerprint(rows, ("question", "choices", "answer"))},
         "n_items": {name: len(rows)},
         "single_forward": cand is not None,
+    }
+    return result
+
+
+def _evaluate_cloze(model, tokenizer, rows, *, system_prompt, batch_size, name) -> EvalResult:
+    from .ranking import rank_answers
+
+    n_opts = {len(r["choices"]) for r in rows}
+    if len(n_opts) != 1:
+        raise ValueError(f"All MCQ rows must have the same number of choices, got {sorted(n_opts)}.")
+    ranked = rank_answers(model, tokenizer, rows, system_prompt=system_prompt, batch_size=batch_size)
+    predictions, scores = {}, {}
+    for i, (row, probs) in enumerate(zip(rows, ranked.option_probs, strict=True)):
+        # rank_answers lists the true option first; map back to the row's own choice order.
+        order = [row["answer"]] + [j for j in range(len(row["choices"])) if j != row["answer"]]
+        by_choice = [0.0] * len(order)
+        for j, p in zip(order, probs, strict=True):
+            by_choice[j] = p
+        scores[i] = by_choice
+        predictions[i] = max(range(len(by_choice)), key=by_choice.__getitem__)
+    correct = {i: float(predictions[i] == r["answer"]) for i, r in enumerate(rows)}
+    result = EvalResult(name)
+    result.metrics[f"{name}_accuracy"] = sum(correct.values()) / max(len(correct), 1)
+    result.metrics[f"{name}_chance"] = 1 / n_opts.pop()
+    result.per_item = {
+        f"{name}_correct": correct,
+        f"{name}_prediction": predictions,
+        f"{name}_option_probs": scores,
+    }
+    result.meta = {
+        "definitions": DEFINITIONS,
+        "prompt": prompt_fingerprint(tokenizer, system_prompt),
+        "scoring": "cloze (length-normalised option probability as the answer)",
+        "dtype": str(next(model.parameters()).dtype),
+        "items": {name: items_fingerprint(rows, ("question", "choices", "answer"))},
+        "n_items": {name: len(rows)},
     }
     return result
