@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/cost.py            # full fine-tuning, every method -> results/cost.json
     .venv/bin/python benchmarks/cost.py --lora     # LoRA r=16 on all linear layers -> results/cost_lora.json
     .venv/bin/python benchmarks/cost.py --eval     # evaluation throughput -> results/cost_eval.json
+    .venv/bin/python benchmarks/cost.py --task-vector   # negation, streamed vs two models -> cost_task_vector.json
 
 RMU and Adaptive RMU run alone (output-level loss off, layer 7, down_proj of layers 5-7 trained), and so does
 Attention Shifting (layers 10-19, their query/key projections trained; the adapter under ``--lora``).
@@ -211,18 +212,97 @@ def eval_child() -> dict:
     }
 
 
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def task_vector_child(mode: str, work: str) -> dict:
+    """Task-vector negation of the bundled model: streamed (``negate_checkpoint``) or the straightforward way (load
+    the target and the reinforced model, subtract in memory, save). Peak resident memory above the interpreter with
+    its imports, which is what the negation itself adds."""
+    import torch
+
+    from hf_unlearn import load_model
+    from hf_unlearn import task_arithmetic as ta
+    from hf_unlearn.models import bundled_model_path
+
+    target, reinforced, out = str(bundled_model_path()), f"{work}/reinforced", f"{work}/out-{mode}"
+    if mode == "setup":  # a reinforced stand-in: the target plus small noise, in the same layout
+        g = torch.Generator().manual_seed(0)
+        ta.stream_checkpoint(target, reinforced, lambda k, t: t + 1e-3 * torch.randn(t.shape, generator=g))
+        return {}
+    ckpt = ta.Checkpoint(target)
+    largest = max(ckpt.get(k).nbytes for k in ckpt) / 2**20  # read once; freed before the baseline
+    sizes = sum(torch.empty(ckpt.shape(k), dtype=torch.float32).nbytes for k in ckpt) / 2**20
+    del ckpt
+    base = _rss_mib()
+    t0 = time.perf_counter()
+    if mode == "stream":
+        ta.negate_checkpoint(target, reinforced, out, scale=1.0)
+    else:
+        t_model, tok = load_model(target)
+        r_model, _ = load_model(reinforced)
+        with torch.no_grad():
+            for (_, p), (_, q) in zip(t_model.named_parameters(), r_model.named_parameters(), strict=True):
+                p.copy_(p - (q - p))
+        t_model.save_pretrained(out)
+        tok.save_pretrained(out)
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "mode": mode,
+        "seconds": round(seconds, 2),
+        "peak_above_baseline_mib": round(peak - base, 1),
+        "largest_tensor_mib": round(largest, 1),
+        "model_float32_mib": round(sizes, 1),
+        "peak_vs_largest_tensor": round((peak - base) / largest, 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--lora", action="store_true")
     parser.add_argument("--eval", action="store_true", help="evaluation throughput instead -> results/cost_eval.json")
     parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measure every method this many times, interleaved; keep the median"
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="replace only these methods' rows in the results file (include their baselines: each row keeps the "
+        "ratio to the baseline measured in its own invocation)",
+    )
+    parser.add_argument("--task-vector", action="store_true", help="negation cost -> results/cost_task_vector.json")
     parser.add_argument("--child", default=None)
+    parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
     a = parser.parse_args()
     if a.child:
-        print(json.dumps(eval_child() if a.child == "eval" else child(a.child, a.lora)))
+        if a.child.startswith("tv_"):
+            print(json.dumps(task_vector_child(a.child.removeprefix("tv_"), a.work)))
+        else:
+            print(json.dumps(eval_child() if a.child == "eval" else child(a.child, a.lora)))
         return
     sys.path.insert(0, str(Path(__file__).parent))
     from _machine import machine_info
+
+    if a.task_vector:
+        import tempfile
+
+        rows = []
+        with tempfile.TemporaryDirectory() as work:
+            for mode in ("setup", "stream", "in_memory"):
+                cmd = [sys.executable, __file__, "--child", f"tv_{mode}", "--work", work]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                row = json.loads(out.strip().splitlines()[-1])
+                if row:
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+        RESULTS.mkdir(exist_ok=True)
+        result = {"rows": rows, "model": "bundled SmolLM2-135M-Instruct (float32)", "machine": machine_info()}
+        (RESULTS / "cost_task_vector.json").write_text(json.dumps(result, indent=2) + "\n")
+        return
 
     if a.eval:
         cmd = [sys.executable, __file__, "--child", "eval"]
@@ -233,21 +313,36 @@ def main() -> None:
         print(json.dumps(row, indent=2))
         return
 
+    # Interleaved rounds: a slow spell of a shared machine then hits every method, not one.
+    runs: dict[str, list[dict]] = {m: [] for m in a.methods}
+    for _ in range(a.rounds):
+        for m in a.methods:
+            cmd = [sys.executable, __file__, "--child", m] + (["--lora"] if a.lora else [])
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            runs[m].append(json.loads(out.strip().splitlines()[-1]))
+            print(
+                f"{m:>12}: {runs[m][-1]['seconds_per_step']:.2f} s/step, peak {runs[m][-1]['peak_mib']:.0f} MiB",
+                flush=True,
+            )
     rows = []
-    for m in a.methods:
-        cmd = [sys.executable, __file__, "--child", m] + (["--lora"] if a.lora else [])
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-        print(f"{m:>12}: {rows[-1]['seconds_per_step']:.2f} s/step, peak {rows[-1]['peak_mib']:.0f} MiB", flush=True)
+    for measured in runs.values():
+        row = sorted(measured, key=lambda r: r["seconds_per_step"])[len(measured) // 2]
+        rows.append({**row, "rounds": [round(r["seconds_per_step"], 3) for r in measured]})
     # Each method against the supervised step on the same rows: 16 (forget + retain) or 8 (forget only).
     bases = {r["rows_per_step"]: r for r in rows if r["method"] in ("sft", "sft_forget")}
     for r in rows:
         base = bases[r["rows_per_step"]]
         r["baseline"] = base["method"]
+        r["baseline_seconds_per_step"] = base["seconds_per_step"]
         r["time_vs_sft"] = round(r["seconds_per_step"] / base["seconds_per_step"], 3)
         r["peak_vs_sft"] = round(r["peak_mib"] / base["peak_mib"], 3)
+        r["measured"] = time.strftime("%Y-%m-%d %H:%M")
     out = RESULTS / ("cost_lora.json" if a.lora else "cost.json")
     RESULTS.mkdir(exist_ok=True)
+    if a.update and out.is_file():
+        new = {r["method"]: r for r in rows}
+        old = json.loads(out.read_text())["rows"]
+        rows = [new.pop(r["method"], r) for r in old] + list(new.values())
     out.write_text(json.dumps({"rows": rows, "machine": machine_info()}, indent=2) + "\n")
     print("\n| method | rows | s / step | vs SFT | peak MiB | vs SFT |\n|---|---|---|---|---|---|")
     for r in rows:
