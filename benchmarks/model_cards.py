@@ -21,7 +21,7 @@ CARDS = ROOT / "model_cards"
 REFERENCES = ("retain", "target")
 NAMESPACE = "hf-unlearn"
 
-# Representation-level methods have no trainer class to carry their paper; their citations live here.
+# Representation-level and weight-space methods have no trainer class to carry their paper; their citations live here.
 CALLBACK_PAPERS = {
     "rmu": (
         "RMU",
@@ -41,7 +41,16 @@ CALLBACK_PAPERS = {
         "Wisdom is Knowing What not to Say: Hallucination-Free LLMs Unlearning via Attention Shifting",
         "2510.17210",
     ),
+    "task_vector": ("TaskVector", "ilharco2023editing", "Editing Models with Task Arithmetic", "2212.04089"),
+    "sta": (
+        "STA",
+        "tian2024beyond",
+        "Beyond Task Vectors: Selective Task Arithmetic Based on Importance Metrics",
+        "2411.16139",
+    ),
 }
+FULL_MODELS = ("rmu", "adaptive_rmu", "task_vector", "sta")  # the benchmark trains LoRA adapters for the others
+NO_RETAIN_SET = ("grad_ascent", "undial", "ceu", "task_vector", "sta")  # methods that never read the retain split
 
 
 def _method_of(row: str) -> str:
@@ -85,9 +94,11 @@ def render_cards() -> dict[str, str]:
         result = json.loads(path.read_text())
         method = _method_of(row)
         name, citation = _name_and_citation(method)
-        adapter = method not in ("rmu", "adaptive_rmu")  # the benchmark trains LoRA except for the RMU rows
+        adapter = method not in FULL_MODELS
         settings = {k: v for k, v in result["settings"].items() if not isinstance(v, dict | list)}
-        settings["optimizer_steps"] = result["steps"]
+        if "steps" in result:
+            settings["optimizer_steps"] = result["steps"]
+        uses_retain = method not in NO_RETAIN_SET
         metrics = {k: v for k, v in result["metrics"].items() if v is not None}
         card = build_model_card(
             repo_id=f"{NAMESPACE}/smollm2-135m-fictitious-authors-{row.replace('_', '-')}",
@@ -96,8 +107,8 @@ def render_cards() -> dict[str, str]:
             is_adapter=adapter,
             forget_name="fictitious-authors forget split (4 authors)",
             forget_size=len(bench["forget"]),
-            retain_name="fictitious-authors retain split (32 authors)",
-            retain_size=len(bench["retain"]),
+            retain_name="fictitious-authors retain split (32 authors)" if uses_retain else "-",
+            retain_size=len(bench["retain"]) if uses_retain else 0,
             hyperparameters=settings,
             metrics=metrics,
             citation=citation,

@@ -57,6 +57,8 @@ METHODS = (
     "rmu",
     "adaptive_rmu",
     "attention_shifting",
+    "task_vector",
+    "sta",
 )
 BENCH = {"num_authors": 40}
 LORA = {"r": 32, "lora_alpha": 64, "target_modules": "all-linear"}
@@ -70,6 +72,14 @@ RMU = {
     "weight_decay": 0.0,
 }
 AS_LAYERS = list(range(10, 20))
+# Weight-space methods: reinforce the target on the forget set (MUSE's task-vector defaults: full fine-tuning, lr 1e-5,
+# 5 epochs), then subtract scale x the (selected) vector, with the largest scale that keeps general-knowledge accuracy
+# within 0.02 of the target's (Ilharco et al.'s rule). STA keeps the 10% most important entries of each tensor.
+REINFORCE = {"epochs": 5, "learning_rate": 1e-5, "batch_size": 8}
+WEIGHT_SPACE = {
+    "task_vector": {"scales": [0.5, 1, 2, 4, 8, 16], "tolerance": 0.02},
+    "sta": {"scales": [1, 2, 4, 8, 16, 32, 64], "tolerance": 0.02, "keep": 0.1, "importance": "taylor", "batches": 4},
+}
 # Per-method settings beyond the shared ones: PDU's dual warm-up scaled to this run's 5 epochs (PDU.yaml: 5 of 10).
 METHOD_ARGS = {"pdu": {"dual_warmup_epochs": 2}}
 # "Close the loop" runs: a method with the settings named in "why" changed, to tell tuning from bugs where a method
@@ -174,6 +184,50 @@ def _trainer(
     return trainer, settings
 
 
+def _weight_space(method: str, target_dir, bench, work_dir) -> tuple:
+    """Task-vector negation or STA from the target folder: reinforce (cached in ``work_dir``), choose the scale, apply
+    it in memory (``negate_checkpoint`` writes the same tensors to disk); returns (model, tokenizer, settings)."""
+    from pathlib import Path
+
+    import hf_unlearn as hu
+    from hf_unlearn import task_arithmetic as ta
+    from hf_unlearn.evaluation import rank_answers
+
+    cfg = WEIGHT_SPACE[method]
+    reinforced = Path(work_dir) / "reinforced-{epochs}-{learning_rate}-{batch_size}".format(**REINFORCE)
+    if not (reinforced / "config.json").is_file():
+        ta.reinforce(target_dir, bench["forget"], reinforced, **REINFORCE)
+    tau = ta.TaskVector.from_models(target_dir, reinforced)
+    settings = {"reinforce": REINFORCE, **cfg}
+    if "keep" in cfg:
+        model, tokenizer = hu.load_model(str(reinforced))
+        importance = ta.sta_importance(
+            model, tokenizer, bench["forget"], tau, kind=cfg["importance"], batches=cfg["batches"]
+        )
+        tau = tau.masked(ta.sta_masks(importance, keep=cfg["keep"]))
+        del model, importance
+    model, tokenizer = hu.load_model(str(target_dir))
+    model.eval()
+    original = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    def restore() -> None:
+        for k, v in model.named_parameters():
+            v.data.copy_(original[k])
+
+    def utility(scale: float) -> float:
+        restore()
+        tau.apply_to(model, scale=-scale)
+        return rank_answers(model, tokenizer, bench["general_knowledge"]).accuracy
+
+    baseline = rank_answers(model, tokenizer, bench["general_knowledge"]).accuracy
+    choice = ta.choose_scale(utility, cfg["scales"], baseline=baseline, tolerance=cfg["tolerance"])
+    restore()
+    tau.apply_to(model, scale=-choice.scale)
+    settings.update(scale=choice.scale, sweep=choice.curve, baseline_general_knowledge=baseline)
+    settings["vector_norm"], settings["nonzero_fraction"] = tau.norm(), tau.nonzero_fraction()
+    return model, tokenizer, settings
+
+
 def _run_trainer(name: str, model, tokenizer, bench, output_dir: str):
     """:func:`_trainer` for a method or a variant's name (its base method with the variant's changes)."""
     variant = VARIANTS.get(name, {})
@@ -198,6 +252,13 @@ def child(method: str) -> dict:
     if method in REFERENCES:
         result = refs.target_eval if method == "target" else refs.retain_eval
         model, tokenizer = hu.load_model(str(refs.target_dir if method == "target" else refs.retain_dir))
+    elif method in WEIGHT_SPACE:
+        t0 = time.perf_counter()
+        model, tokenizer, settings = _weight_space(method, refs.target_dir, bench, refs.target_dir.parent)
+        row.update(settings=settings, train_seconds=round(time.perf_counter() - t0, 1))
+        t0 = time.perf_counter()
+        result = refs.evaluate(model, tokenizer)
+        row["eval_seconds"] = round(time.perf_counter() - t0, 1)
     else:
         model, tokenizer = hu.load_model(str(refs.target_dir))
         with tempfile.TemporaryDirectory() as tmp:
@@ -222,6 +283,7 @@ def child(method: str) -> dict:
     metrics = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     for split in ("forget_mcq", "retain_mcq"):
         metrics.update(evaluate_mcq(model, tokenizer, bench[split], name=split).metrics)
+        metrics.update(evaluate_mcq(model, tokenizer, bench[split], name=f"{split}_cloze", scoring="cloze").metrics)
     row["metrics"] = metrics
     return row
 

@@ -11,6 +11,7 @@ Examples::
     hf-unlearn eval --model my/model --suite muse --dataset hub      # muse-bench/MUSE-News (needs the Hub)
     hf-unlearn train --config recipes/configs/demo.yaml --learning_rate 5e-4   # the recipe; flags override YAML
     hf-unlearn push outputs/npo me/smollm2-npo-unlearned             # private repo unless --public
+    hf-unlearn task-vector --target outputs/target --reinforced outputs/reinforced --output outputs/tv --sweep 0.5,1,2
 """
 
 from __future__ import annotations
@@ -112,10 +113,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         result = EvalResult("mcq")
         for name, rows in sets.items():
             desc = WMDP_DESCRIPTIONS.get(name.removeprefix("wmdp_"), "")
-            part = evaluate_mcq(model, tokenizer, rows, description=desc, name=name, batch_size=args.batch_size)
-            result.metrics.update(part.metrics)
-            result.per_item.update(part.per_item)
-            result.meta.setdefault("items", {}).update(part.meta["items"])
+            forms = ["letters", "cloze"] if args.mcq_scoring == "both" else [args.mcq_scoring]
+            for form in forms:
+                label = f"{name}_cloze" if form == "cloze" else name
+                print(f"Scoring {len(rows)} {name} questions ({form}) ...", flush=True)
+                part = evaluate_mcq(
+                    model, tokenizer, rows, description=desc, name=label, batch_size=args.batch_size, scoring=form
+                )
+                result.metrics.update(part.metrics)
+                result.per_item.update(part.per_item)
+                result.meta.setdefault("items", {}).update(part.meta["items"])
     result.meta["model"] = str(args.model)
     print(result.table(f"{args.suite} evaluation of {args.model} ({time.perf_counter() - t0:.0f} s)"))
     if args.output:
@@ -135,6 +142,38 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
     info = push_unlearned(args.directory, args.repo_id, private=not args.public, token=args.token)
     print(f"Pushed {args.directory} to {args.repo_id} ({'public' if args.public else 'private'}): {info}")
+    return 0
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _cmd_task_vector(args: argparse.Namespace) -> int:
+    from .scripts.task_vector import run
+
+    bench = _benchmark(args)
+    done = run(
+        target=args.target,
+        reinforced=args.reinforced,
+        output=args.output,
+        forget_rows=bench["forget"],
+        utility_rows=bench["general_knowledge"],
+        scale=args.scale,
+        sweep=args.sweep or (),
+        tolerance=args.tolerance,
+        sta_keep=args.sta_keep,
+        sta_importance=args.sta_importance,
+        sta_granularity=args.sta_granularity,
+        sta_batches=args.sta_batches,
+        reinforce_epochs=args.reinforce_epochs,
+        reinforce_lr=args.reinforce_lr,
+        overwrite=args.overwrite,
+    )
+    print(f"Wrote {args.output} (scale {done['scale']:g}); evaluate it with: hf-unlearn eval --model {args.output} ...")
     return 0
 
 
@@ -172,6 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--max-new-tokens", type=int, default=200, help="TOFU generation length (ROUGE)")
     ev.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE): much faster on CPU")
+    ev.add_argument(
+        "--mcq-scoring",
+        choices=["letters", "cloze", "both"],
+        default="both",
+        help="MCQ suite: option-letter likelihood (lm-eval's WMDP form), the options' own probabilities as answers "
+        "(metrics named <set>_cloze_*), or both (default)",
+    )
     ev.add_argument("--retain-size", type=int, default=200, help="built-in TOFU: retain items evaluated")
     ev.add_argument("--tofu-forget", choices=("01", "05", "10"), default="10", help="hub TOFU split")
     ev.add_argument("--muse-corpus", choices=("news", "books"), default="news", help="hub MUSE corpus")
@@ -191,6 +237,38 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--public", action="store_true", help="create a public repository (default: private)")
     push.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
     push.set_defaults(func=_cmd_push)
+
+    tv = sub.add_parser(
+        "task-vector",
+        help="weight-space unlearning: target - scale x (reinforced - target); STA with --sta-keep",
+        description="Task-vector negation (MUSE's recipe) and Selective Task Arithmetic, streamed tensor by tensor.",
+    )
+    tv.add_argument("--target", required=True, help="the model to unlearn from (local folder or 'bundled')")
+    tv.add_argument(
+        "--reinforced",
+        required=True,
+        help="the target fine-tuned further on the forget set; a folder without a model is created by fine-tuning "
+        "the target on the built-in forget set",
+    )
+    tv.add_argument("--output", required=True, help="output folder (refused if not empty unless --overwrite)")
+    tv.add_argument("--scale", type=float, default=1.0, help="negation scale alpha (default 1)")
+    tv.add_argument(
+        "--sweep",
+        type=_floats,
+        default=None,
+        help="scales to try, e.g. 0.25,0.5,1,2 (picks the largest "
+        "keeping general-knowledge accuracy within --tolerance of the target)",
+    )
+    tv.add_argument("--tolerance", type=float, default=0.02, help="allowed general-knowledge accuracy drop")
+    tv.add_argument("--sta-keep", type=float, default=None, help="Selective Task Arithmetic: fraction of entries kept")
+    tv.add_argument("--sta-importance", choices=("taylor", "fisher"), default="taylor", help="STA importance")
+    tv.add_argument("--sta-granularity", choices=("tensor", "global"), default="tensor", help="STA top-k scope")
+    tv.add_argument("--sta-batches", type=int, default=4, help="forget batches for the STA gradient")
+    tv.add_argument("--reinforce-epochs", type=float, default=5, help="epochs when reinforcing (MUSE: 5)")
+    tv.add_argument("--reinforce-lr", type=float, default=1e-5, help="learning rate when reinforcing (MUSE: 1e-5)")
+    tv.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    _add_benchmark_args(tv, num_authors=100)
+    tv.set_defaults(func=_cmd_task_vector)
 
     data = sub.add_parser("data", help="built-in benchmark tools")
     data_sub = data.add_subparsers(dest="data_command", required=True)

@@ -11,7 +11,7 @@ from hf_unlearn import build_fictitious_authors
 
 from .conftest import make_tiny_llama
 
-RUNS = [*quality.METHODS, *quality.VARIANTS]
+RUNS = [m for m in (*quality.METHODS, *quality.VARIANTS) if m not in quality.WEIGHT_SPACE]
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +39,18 @@ def test_quality_benchmark_trains_every_method_and_variant(name, bench, chat_tok
         assert trained and all("lora_" in n for n in trained)
         if name.startswith("attention_shifting"):
             assert all(("q_proj" in n or "k_proj" in n) and 10 <= int(n.split(".")[4]) <= 19 for n in trained)
+
+
+@pytest.mark.parametrize("name", list(quality.WEIGHT_SPACE))
+def test_quality_benchmark_weight_space_rows(name, chat_tokenizer, tmp_path, monkeypatch):
+    bench = build_fictitious_authors(num_authors=10, qa_per_author=4)
+    target = tmp_path / "target"
+    make_tiny_llama(chat_tokenizer).save_pretrained(target)
+    chat_tokenizer.save_pretrained(target)
+    monkeypatch.setattr(quality, "REINFORCE", {"epochs": 3, "learning_rate": 1e-2, "batch_size": 4})
+    monkeypatch.setitem(quality.WEIGHT_SPACE, name, {**quality.WEIGHT_SPACE[name], "scales": [0.5, 1], "tolerance": 1})
+    model, _, settings = quality._weight_space(name, target, bench, tmp_path)
+    assert settings["scale"] == 1 and [s for s, _ in settings["sweep"]] == [0.5, 1]
+    assert (0 < settings["nonzero_fraction"] <= 0.11) if name == "sta" else settings["nonzero_fraction"] > 0.2
+    before = make_tiny_llama(chat_tokenizer)
+    assert any(not p.equal(q) for p, q in zip(model.parameters(), before.parameters(), strict=True))
