@@ -275,6 +275,7 @@ def main() -> None:
         "ratio to the baseline measured in its own invocation)",
     )
     parser.add_argument("--task-vector", action="store_true", help="negation cost -> results/cost_task_vector.json")
+    parser.add_argument("--output", default=None, help="results file name under results/ (default by mode)")
     parser.add_argument("--child", default=None)
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
     a = parser.parse_args()
@@ -309,7 +310,9 @@ def main() -> None:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "cost_eval.json").write_text(json.dumps({**row, "machine": machine_info()}, indent=2) + "\n")
+        (RESULTS / (a.output or "cost_eval.json")).write_text(
+            json.dumps({**row, "machine": machine_info()}, indent=2) + "\n"
+        )
         print(json.dumps(row, indent=2))
         return
 
@@ -337,7 +340,7 @@ def main() -> None:
         r["time_vs_sft"] = round(r["seconds_per_step"] / base["seconds_per_step"], 3)
         r["peak_vs_sft"] = round(r["peak_mib"] / base["peak_mib"], 3)
         r["measured"] = time.strftime("%Y-%m-%d %H:%M")
-    out = RESULTS / ("cost_lora.json" if a.lora else "cost.json")
+    out = RESULTS / (a.output or ("cost_lora.json" if a.lora else "cost.json"))
     RESULTS.mkdir(exist_ok=True)
     if a.update and out.is_file():
         new = {r["method"]: r for r in rows}

@@ -250,16 +250,15 @@ def negate_checkpoint(
     nonzero = [False]
 
     def transform(key: str, t: torch.Tensor) -> torch.Tensor | None:
-        if key not in keys:
+        if key not in keys or (masks is not None and key not in masks):
             return None
-        delta = r_ckpt.get(key).float() - t
+        # In place on the reinforced tensor's buffer: two tensors alive at a time (target and result).
+        delta = r_ckpt.get(key).float().sub_(t)
         if masks is not None:
-            delta = delta * masks[key].to(delta.dtype) if key in masks else None
-            if delta is None:
-                return None
+            delta.mul_(masks[key])
         if not nonzero[0] and bool(delta.any()):
             nonzero[0] = True
-        return t - scale * delta
+        return delta.mul_(-scale).add_(t)
 
     record = {
         "formula": "theta_target - scale * mask * (theta_reinforced - theta_target)",
