@@ -152,6 +152,27 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def _yaml_defaults(sub: argparse.ArgumentParser, path: str) -> None:
+    """Use a YAML mapping (keys as the long option names, ``-`` or ``_``) as defaults of ``sub``."""
+    import yaml
+
+    with open(path) as fh:
+        try:
+            config = yaml.safe_load(fh) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a mapping of options (key: value lines).")
+    known = {a.dest for a in sub._actions}
+    values = {str(k).replace("-", "_"): v for k, v in config.items()}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown options {', '.join(unknown)}.")
+    if isinstance(values.get("sweep"), str):
+        values["sweep"] = _floats(values["sweep"])
+    sub.set_defaults(**values)
+
+
 def _cmd_task_vector(args: argparse.Namespace) -> int:
     from .scripts.task_vector import run
 
@@ -243,14 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="weight-space unlearning: target - scale x (reinforced - target); STA with --sta-keep",
         description="Task-vector negation (MUSE's recipe) and Selective Task Arithmetic, streamed tensor by tensor.",
     )
-    tv.add_argument("--target", required=True, help="the model to unlearn from (local folder or 'bundled')")
+    tv.add_argument("--config", default=None, help="YAML file of defaults for these options (flags override it)")
+    tv.add_argument("--target", help="the model to unlearn from (local folder or 'bundled')")
     tv.add_argument(
         "--reinforced",
-        required=True,
         help="the target fine-tuned further on the forget set; a folder without a model is created by fine-tuning "
         "the target on the built-in forget set",
     )
-    tv.add_argument("--output", required=True, help="output folder (refused if not empty unless --overwrite)")
+    tv.add_argument("--output", help="output folder (refused if not empty unless --overwrite)")
     tv.add_argument("--scale", type=float, default=1.0, help="negation scale alpha (default 1)")
     tv.add_argument(
         "--sweep",
@@ -269,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     _add_benchmark_args(tv, num_authors=100)
     tv.set_defaults(func=_cmd_task_vector)
+    parser._task_vector = tv  # for YAML defaults (see main)
 
     data = sub.add_parser("data", help="built-in benchmark tools")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -288,6 +310,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command == "task-vector" and args.config:
+        try:
+            _yaml_defaults(parser._task_vector, args.config)
+        except (ValueError, OSError) as err:
+            print(f"hf-unlearn: error: {err}", file=sys.stderr)
+            return 2
+        args, extra = parser.parse_known_args(argv)
+    if args.command == "task-vector":
+        missing = [f"--{k}" for k in ("target", "reinforced", "output") if not getattr(args, k)]
+        if missing:
+            parser._task_vector.error(f"the following arguments are required: {', '.join(missing)}")
     if args.command == "train":
         args.recipe_args = extra  # --config FILE and any recipe flag go to the recipe's own (TRL) parser
     elif extra:

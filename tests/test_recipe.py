@@ -105,7 +105,22 @@ def test_module_entry_point_runs_the_recipe():
     assert "--forget_path" in proc.stdout and "--learning_rate" in proc.stdout
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "recipes" / "configs").rglob("*.yaml")), ids=lambda p: p.stem)
+TRAINER_CONFIGS = sorted(p for p in (ROOT / "recipes" / "configs").rglob("*.yaml") if "task_arithmetic" not in p.parts)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes" / "configs" / "task_arithmetic").glob("*.yaml")), ids=str)
+def test_shipped_task_vector_configs_parse(path):
+    from hf_unlearn.cli import _yaml_defaults, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if hasattr(a, "choices") and a.choices and "task-vector" in a.choices)
+    tv = sub.choices["task-vector"]
+    _yaml_defaults(tv, str(path))  # unknown keys would raise
+    args = parser.parse_args(["task-vector"])
+    assert args.target and args.reinforced and args.output.startswith("outputs/") and args.sweep
+
+
+@pytest.mark.parametrize("path", TRAINER_CONFIGS, ids=lambda p: p.stem)
 def test_shipped_configs_parse(path):
     from hf_unlearn.scripts.unlearn import _method_of, make_parser
 

@@ -326,3 +326,13 @@ def test_cli_reinforces_sweeps_selects_and_writes_a_card(tiny_model_dir, tmp_pat
     assert ModelCard.load(tmp_path / "sta" / "README.md").data.unlearning["method"] == "STA"
     assert main(sta) == 2  # the output folder is not empty now: one clear error
     assert "not empty" in capsys.readouterr().err
+    # A YAML file gives the defaults; flags override it; unknown keys are one clear error.
+    cfg = tmp_path / "tv.yaml"
+    cfg.write_text(
+        f"target: {tiny_model_dir}\nreinforced: {reinforced}\noutput: {tmp_path / 'from-yaml'}\nscale: 0.5\n"
+    )
+    assert main(["task-vector", "--config", str(cfg), "--scale", "0.25", "--num-authors", "10"]) == 0
+    assert json.loads((tmp_path / "from-yaml" / "task_vector.json").read_text())["scale"] == 0.25
+    cfg.write_text("target: x\nscael: 2\n")
+    assert main(["task-vector", "--config", str(cfg)]) == 2
+    assert "unknown options scael" in capsys.readouterr().err
