@@ -11,7 +11,11 @@ from hf_unlearn import build_fictitious_authors
 
 from .conftest import make_tiny_llama
 
-RUNS = [m for m in (*quality.METHODS, *quality.VARIANTS) if m not in quality.WEIGHT_SPACE]
+RUNS = [
+    m
+    for m in (*quality.METHODS, *quality.VARIANTS)
+    if quality.VARIANTS.get(m, {}).get("method", m) not in quality.WEIGHT_SPACE
+]
 
 
 @pytest.fixture(scope="module")
