@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..atomic import atomic_directory
-from .checkpoint import Checkpoint, SafetensorsStreamWriter
-from .vector import TaskVector, _refuse_output, stream_checkpoint
+from .checkpoint import Checkpoint
+from .vector import TaskVector, stream_checkpoint
 
 __all__ = ["lora_task_vector", "merge_lora", "negate_lora_adapter"]
 
@@ -90,25 +88,17 @@ def negate_lora_adapter(
 ) -> Path:
     """Write an adapter whose update is ``-scale * tau``: every ``lora_B`` multiplied by ``-scale``, ``lora_A``
     unchanged. Loaded on the same base with PEFT it gives ``theta_base - scale * tau``."""
-    adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
+    adapter_dir = Path(adapter_dir)
     _config(adapter_dir)
-    adapter = Checkpoint(adapter_dir, weights="adapter_model")
-    _pairs(adapter)  # validates the content
-    _refuse_output(output_dir, [adapter_dir], overwrite)
-    with atomic_directory(output_dir) as tmp:
-        for file, header in adapter.headers.items():
-            names = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
-            layout = [(k, header[k]["dtype"], header[k]["shape"]) for k in names]
-            with SafetensorsStreamWriter(tmp / file, layout, header.get("__metadata__")) as writer:
-                for k, _, _ in layout:
-                    t = adapter.get(k)
-                    writer.write(k, (-scale * t.float()).to(t.dtype) if ".lora_B." in k else t)
-        for path in adapter_dir.iterdir():
-            if path.is_file() and not path.name.endswith(".safetensors") and path.name != "README.md":
-                shutil.copy2(path, tmp / path.name)
-        record = {"formula": "lora_B <- -scale * lora_B", "adapter": str(adapter_dir), "scale": scale}
-        (tmp / "task_vector.json").write_text(json.dumps(record, indent=1) + "\n")
-    return output_dir
+    _pairs(Checkpoint(adapter_dir, weights="adapter_model"))  # validates the content
+
+    def transform(key: str, t: torch.Tensor) -> torch.Tensor | None:
+        return t.mul_(-scale) if ".lora_B." in key else None
+
+    record = {"formula": "lora_B <- -scale * lora_B", "adapter": str(adapter_dir), "scale": scale}
+    return stream_checkpoint(
+        adapter_dir, output_dir, transform, record=record, overwrite=overwrite, weights="adapter_model"
+    )
 
 
 def merge_lora(

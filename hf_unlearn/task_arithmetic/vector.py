@@ -191,6 +191,7 @@ def stream_checkpoint(
     record: dict | None = None,
     overwrite: bool = False,
     check: Callable[[], None] | None = None,
+    weights: str = "model",
 ) -> Path:
     """Write ``source``'s folder to ``output_dir`` with every floating tensor replaced by ``transform(key, t32)``.
 
@@ -199,11 +200,11 @@ def stream_checkpoint(
     The folder is written to a temporary sibling and renamed, so an interrupted run leaves nothing half-written; the
     other files (config, tokenizer) are copied and ``record`` is saved as ``task_vector.json``. ``check`` runs
     after the last tensor and before the rename; an exception there discards the new folder and keeps what was at
-    ``output_dir``.
+    ``output_dir``. ``weights="adapter_model"`` streams a PEFT adapter folder.
     """
     source, output_dir = Path(source), Path(output_dir)
     _refuse_output(output_dir, [source, *map(Path, inputs)], overwrite)
-    ckpt = Checkpoint(source)
+    ckpt = Checkpoint(source, weights=weights)
     with atomic_directory(output_dir) as tmp:
         for file, header in ckpt.headers.items():
             names = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
@@ -217,7 +218,7 @@ def stream_checkpoint(
                             tensor = new.to(DTYPES[dtype])
                     writer.write(k, tensor)
                     del tensor
-        index = source / "model.safetensors.index.json"
+        index = source / f"{weights}.safetensors.index.json"
         if index.is_file():
             shutil.copy2(index, tmp / index.name)
         _copy_side_files(source, tmp)
