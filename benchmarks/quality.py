@@ -225,22 +225,15 @@ def _weight_space(method: str, target_dir, bench, work_dir, overrides: dict | No
         del model, importance
     model, tokenizer = hu.load_model(str(target_dir))
     model.eval()
-    original = {k: v.detach().clone() for k, v in model.named_parameters()}
-
-    def restore() -> None:
-        for k, v in model.named_parameters():
-            v.data.copy_(original[k])
-
-    def utility(scale: float) -> float:
-        restore()
-        tau.apply_to(model, scale=-scale)
-        return rank_answers(model, tokenizer, bench["general_knowledge"]).accuracy
-
-    baseline = rank_answers(model, tokenizer, bench["general_knowledge"]).accuracy
-    choice = ta.choose_scale(utility, cfg["scales"], baseline=baseline, tolerance=cfg["tolerance"])
-    restore()
+    choice = ta.sweep_negation(
+        model,
+        tau,
+        lambda m: rank_answers(m, tokenizer, bench["general_knowledge"]).accuracy,
+        cfg["scales"],
+        tolerance=cfg["tolerance"],
+    )
     tau.apply_to(model, scale=-choice.scale)
-    settings.update(scale=choice.scale, sweep=choice.curve, baseline_general_knowledge=baseline)
+    settings.update(scale=choice.scale, sweep=choice.curve, baseline_general_knowledge=choice.baseline)
     settings["vector_norm"], settings["nonzero_fraction"] = tau.norm(), tau.nonzero_fraction()
     return model, tokenizer, settings
 

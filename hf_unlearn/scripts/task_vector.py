@@ -74,22 +74,15 @@ def run(
         if sweep:
             model, tok = load_model(target)
             model.eval()
-            original = {k: v.detach().clone() for k, v in model.named_parameters()}
-            baseline = _general_knowledge(model, tok, utility_rows)
-
-            def evaluate(s: float) -> float:
-                for k, v in model.named_parameters():
-                    v.data.copy_(original[k])
-                tau.apply_to(model, scale=-s)
-                accuracy = _general_knowledge(model, tok, utility_rows)
-                log(f"  scale {s:g}: general knowledge {accuracy:.3f} (target {baseline:.3f})")
-                return accuracy
-
             log(f"Choosing the scale among {', '.join(f'{s:g}' for s in sorted(sweep))} ...")
-            choice = ta.choose_scale(evaluate, sweep, baseline=baseline, tolerance=tolerance)
+            choice = ta.sweep_negation(
+                model, tau, lambda m: _general_knowledge(m, tok, utility_rows), sweep, tolerance=tolerance
+            )
+            for s, accuracy in choice.curve:
+                log(f"  scale {s:g}: general knowledge {accuracy:.3f} (target {choice.baseline:.3f})")
             scale = choice.scale
-            done["sweep"] = {"baseline": baseline, "tolerance": tolerance, "curve": choice.curve}
-            del model, original
+            done["sweep"] = {"baseline": choice.baseline, "tolerance": tolerance, "curve": choice.curve}
+            del model
     log(f"Negating: target - {scale:g} x {'mask x ' if masks is not None else ''}(reinforced - target) -> {output}")
     ta.negate_checkpoint(target, reinforced, output, scale=scale, masks=masks, overwrite=overwrite)
     done["scale"] = scale

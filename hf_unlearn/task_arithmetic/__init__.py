@@ -21,7 +21,7 @@ from typing import Any
 
 from .checkpoint import Checkpoint, SafetensorsStreamWriter
 from .lora import lora_task_vector, merge_lora, negate_lora_adapter
-from .sta import ScaleChoice, choose_scale, contrast_masks, sta_importance, sta_masks
+from .sta import ScaleChoice, choose_scale, contrast_masks, sta_importance, sta_masks, sweep_negation
 from .vector import TaskVector, check_compatible, negate_checkpoint, stream_checkpoint
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "sta_importance",
     "sta_masks",
     "stream_checkpoint",
+    "sweep_negation",
 ]
 
 

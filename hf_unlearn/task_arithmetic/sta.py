@@ -20,7 +20,7 @@ from ..data.collators import DataCollatorForUnlearning
 from ..data.tokenization import IGNORE_INDEX, tokenize_rows
 from .vector import TaskVector
 
-__all__ = ["ScaleChoice", "choose_scale", "contrast_masks", "sta_importance", "sta_masks"]
+__all__ = ["ScaleChoice", "choose_scale", "contrast_masks", "sta_importance", "sta_masks", "sweep_negation"]
 
 IMPORTANCE = ("taylor", "fisher")
 
@@ -134,10 +134,12 @@ def contrast_masks(
 
 @dataclass
 class ScaleChoice:
-    """The chosen scale and every ``(scale, utility)`` evaluated."""
+    """The chosen scale, every ``(scale, utility)`` evaluated and (from :func:`sweep_negation`) the unedited model's
+    utility."""
 
     scale: float
     curve: list[tuple[float, float]] = field(default_factory=list)
+    baseline: float | None = None
 
 
 def choose_scale(
@@ -163,3 +165,35 @@ def choose_scale(
             f"({curve[0][1]:.4g} vs {baseline:.4g}); try smaller scales."
         )
     return ScaleChoice(best, curve)
+
+
+@torch.no_grad()
+def sweep_negation(
+    model: torch.nn.Module,
+    tau: TaskVector,
+    utility: Callable[[torch.nn.Module], float],
+    scales: Sequence[float],
+    *,
+    tolerance: float = 0.02,
+) -> ScaleChoice:
+    """:func:`choose_scale` for ``model - scale * tau``, in memory: ``utility(model)`` is measured on the unedited
+    model (the baseline) and after each negation. The model's weights are restored before each trial and at the
+    end; apply the chosen scale with ``tau.apply_to(model, scale=-choice.scale)``."""
+    original = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+    def restore() -> None:
+        for k, v in model.named_parameters():
+            v.copy_(original[k])
+
+    def trial(scale: float) -> float:
+        restore()
+        tau.apply_to(model, scale=-scale)
+        return utility(model)
+
+    baseline = float(utility(model))
+    try:
+        choice = choose_scale(trial, scales, baseline=baseline, tolerance=tolerance)
+    finally:
+        restore()
+    choice.baseline = baseline
+    return choice

@@ -522,18 +522,18 @@ class UnlearnTrainerMixin:
     @torch.no_grad()
     def reference_label_logits(self, model: Any, input_ids, attention_mask, labels) -> torch.Tensor:
         """Float32 reference logits ``(N, V)`` at the label positions of ``labels`` (no gradient)."""
-        with self.reference_model(model) as ref, self.accelerator.autocast():
-            if self._compact_path(reference=True):
-                out = ref(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    labels=labels,
-                    label_logprobs=True,
-                    label_logits=True,
-                )
-                return out.logits
-            logits = ref(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+        if not self._compact_path(reference=True):  # full logits, then the label positions
+            logits = self.reference_logits(model, input_ids, attention_mask)
             return logits[:, :-1][labels[:, 1:] != IGNORE_INDEX].float()
+        with self.reference_model(model) as ref, self.accelerator.autocast():
+            out = ref(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                labels=labels,
+                label_logprobs=True,
+                label_logits=True,
+            )
+            return out.logits
 
     def _precompute_reference(self, forget: Any) -> Any:
         """Reference log-probs of every precomputable group, once before training, as columns ``<name>ref_logps``.
