@@ -104,6 +104,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             reference=reference,
             generate=not args.no_generate,
             max_new_tokens=args.max_new_tokens,
+            generation_budget=args.generation_budget,
             batch_size=args.batch_size,
             progress=True,
         )
@@ -230,7 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--batch-size", type=int, default=32, help="rows per forward (default 32; lower it if memory is short)"
     )
-    ev.add_argument("--max-new-tokens", type=int, default=200, help="TOFU generation length (ROUGE)")
+    ev.add_argument(
+        "--max-new-tokens", type=int, default=200, help="TOFU generation length for ROUGE (200 as open-unlearning)"
+    )
+    ev.add_argument(
+        "--generation-budget",
+        type=float,
+        default=None,
+        help="cap each split's generation at this multiple of its longest reference answer (e.g. 2.0; default: "
+        "--max-new-tokens for every question)",
+    )
     ev.add_argument("--no-generate", action="store_true", help="skip generation (no ROUGE): much faster on CPU")
     ev.add_argument(
         "--mcq-scoring",

@@ -1,6 +1,7 @@
 """Evaluation: scoring primitives (label-position log-probs), TOFU / MUSE / MCQ / MIA suites, results and reports."""
 
-from .generation import generate_answers, generate_texts
+from .decoding import GreedyDecoder
+from .generation import generate_answers, generate_ids, generate_texts
 from .mcq import evaluate_mcq, format_mcq
 from .metrics import (
     auc,
@@ -23,6 +24,7 @@ from .tofu import builtin_tofu_splits, evaluate_tofu
 
 __all__ = [
     "EvalResult",
+    "GreedyDecoder",
     "RankingResult",
     "ReferenceMismatchError",
     "SequenceScores",
@@ -39,6 +41,7 @@ __all__ = [
     "forget_quality",
     "format_mcq",
     "generate_answers",
+    "generate_ids",
     "generate_texts",
     "harmonic_mean",
     "label_logprobs",

@@ -7,7 +7,7 @@ length-sorted rows (dynamic padding) and results are returned in input order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,12 +125,24 @@ def _prompt_groups(examples: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[li
     return shared, single
 
 
-def _gather_shared(model, chunk, examples, pad_token_id: int, device, stats: bool) -> tuple[list[int], LabelGather]:
+def _gather_shared(
+    model,
+    chunk,
+    examples,
+    pad_token_id: int,
+    device,
+    stats: bool,
+    prefix_sink: PrefixSink | None = None,
+    chunk_size: int = 4096,
+) -> tuple[list[int], LabelGather]:
     """Score the answer variants of several prompts: each prompt is encoded once, its key/value cache is repeated
     for its variants, and only the answers (plus the prompt's last token) run per variant."""
     decoder, head = decoder_and_head(model)
     prefix_ids, prefix_mask = pad_sequences([key for key, _ in chunk], pad_token_id)
     cache = decoder(input_ids=prefix_ids.to(device), attention_mask=prefix_mask.to(device), use_cache=True).cache
+    if prefix_sink is not None:  # before the cache is repeated per variant
+        prompts = [[*key, examples[members[0]]["input_ids"][len(key)]] for key, members in chunk]
+        prefix_sink(prompts, cache, prefix_mask)
     rows = [(g, i) for g, (_, members) in enumerate(chunk) for i in members]
     owner = torch.tensor([g for g, _ in rows])
     cache.reorder_cache(owner.to(device))
@@ -147,8 +159,11 @@ def _gather_shared(model, chunk, examples, pad_token_id: int, device, stats: boo
         input_ids=rem_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), cache=cache
     ).last_hidden_state
     cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
-    g = gather_label_logprobs(hidden, head, rem_labels.to(device), softcap=cap, stats=stats)
+    g = gather_label_logprobs(hidden, head, rem_labels.to(device), softcap=cap, stats=stats, chunk_size=chunk_size)
     return [i for _, i in rows], g
+
+
+PrefixSink = Callable[[list[list[int]], Any, torch.Tensor], None]
 
 
 @torch.no_grad()
@@ -162,6 +177,8 @@ def score_sequences(
     progress: bool | str = False,
     token_stats: bool = False,
     share_prompts: bool = True,
+    prefix_sink: PrefixSink | None = None,
+    logit_rows: int = 64,
 ) -> SequenceScores:
     """Score tokenised examples (``input_ids`` + ``labels``) with ``model`` in eval mode.
 
@@ -174,6 +191,14 @@ def score_sequences(
     ``share_prompts`` (default) encodes a prompt once for all rows that share it (``prompt_length`` from the
     tokeniser): the answer, the paraphrase and every perturbed answer of a question cost one prompt plus their own
     tokens. Results equal unshared scoring up to float rounding (checked in the tests).
+
+    ``logit_rows`` bounds how many label positions go through the LM head at once: each holds a vocabulary-sized
+    float32 row, several times over with ``token_stats``, which otherwise sets the evaluation's peak memory.
+
+    ``prefix_sink(prompts, cache, mask)``, when given, is called for each batch of shared prompts with the prompts
+    (token ids), the key/value cache of each prompt without its last token and its (right-padded) attention mask:
+    the evaluation hands them to :class:`~hf_unlearn.evaluation.decoding.GreedyDecoder` so a prompt that is scored
+    and generated is encoded once. The sink must not modify the cache in place.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -224,6 +249,7 @@ def score_sequences(
                 batch["attention_mask"].to(device),
                 batch["labels"].to(device),
                 stats=token_stats,
+                chunk_size=logit_rows,
             )
             record(idx, g)
         shared.sort(key=lambda item: len(item[0]))
@@ -233,7 +259,11 @@ def score_sequences(
                 chunk.append(item)
             rows = sum(len(m) for _, m in chunk)
             if chunk and (item is None or rows >= batch_size):
-                record(*_gather_shared(model, chunk, examples, pad_token_id, device, token_stats))
+                record(
+                    *_gather_shared(
+                        model, chunk, examples, pad_token_id, device, token_stats, prefix_sink, chunk_size=logit_rows
+                    )
+                )
                 chunk = []
     finally:
         bar.close()

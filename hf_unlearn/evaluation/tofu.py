@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
-from ..data.tokenization import encode_qa
+from ..data.tokenization import encode_prompt, encode_qa
 from . import metrics as M
-from .generation import generate_answers
+from .decoding import GreedyDecoder, select_cache_rows, supports_greedy_decoder
+from .generation import decode_generation, generate_from_ids, stop_token_ids
 from .mia import content_tokens, score_attacks
 from .report import DEFINITIONS, EvalResult, check_reference, items_fingerprint, prompt_fingerprint
 from .scoring import score_sequences
@@ -87,6 +88,115 @@ def _encoding_plan(
             else:
                 plan[split][i] = ids
     return encoded, plan, dropped
+
+
+def _generation_plan(
+    splits: Mapping[str, list[dict]],
+    tokenizer: Any,
+    system_prompt: str | None,
+    max_new_tokens: int,
+    generation_budget: float | None,
+) -> tuple[dict[str, list[int]], dict[str, int]]:
+    """The prompt (token ids) and token budget of every unique generated question, in split order."""
+    if generation_budget is not None and generation_budget <= 0:
+        raise ValueError(f"generation_budget must be > 0 (a multiple of the longest answer), got {generation_budget}.")
+    prompts: dict[str, list[int]] = {}
+    budgets: dict[str, int] = {}
+    for split in ("forget", "retain", *_OPTION_SPLITS):
+        rows = splits.get(split, [])
+        cap = max_new_tokens
+        if generation_budget is not None and rows:
+            longest = max(len(tokenizer(r["answer"], add_special_tokens=False)["input_ids"]) for r in rows)
+            cap = min(max_new_tokens, math.ceil(generation_budget * longest))
+        for r in rows:
+            q = r["question"]
+            if q not in prompts:
+                prompts[q] = encode_prompt(tokenizer, q, system_prompt=system_prompt)
+            budgets[q] = max(budgets.get(q, 0), cap)
+    return prompts, budgets
+
+
+def _decoder(
+    model: torch.nn.Module, tokenizer: Any, batch_size: int, total: int, progress: bool
+) -> GreedyDecoder | None:
+    if not supports_greedy_decoder(model):
+        return None
+    from tqdm.auto import tqdm
+
+    return GreedyDecoder(
+        model,
+        stop_ids=stop_token_ids(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        batch_size=batch_size,
+        progress=tqdm(total=total, desc="generating", disable=not progress, leave=False),
+    )
+
+
+def _prefix_sink(decoder: GreedyDecoder, prompts: Mapping[str, list[int]], budgets: Mapping[str, int]) -> Any:
+    """Hand the scoring pass's prompt caches of generated questions to the decoder, then decode while it is full."""
+    wanted = {tuple(p): q for q, p in prompts.items()}
+
+    def sink(scored: list[list[int]], cache: Any, mask: torch.Tensor) -> None:
+        rows = [j for j, p in enumerate(scored) if tuple(p) in wanted and wanted[tuple(p)] not in decoder.budget]
+        if not rows:
+            return
+        keys = [wanted[tuple(scored[j])] for j in rows]
+        try:
+            decoder.submit_prefilled(
+                keys, [scored[j] for j in rows], [budgets[k] for k in keys], select_cache_rows(cache, rows), mask[rows]
+            )
+        except NotImplementedError:  # not a plain cache: the decoder encodes these prompts itself
+            return
+        decoder.run()
+
+    return sink
+
+
+def _generate(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    decoder: GreedyDecoder | None,
+    prompts: Mapping[str, list[int]],
+    budgets: Mapping[str, int],
+    batch_size: int,
+    engine: str,
+    progress: bool,
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Finish the decoder's work (the questions the scoring pass did not hand over are encoded by it), or run
+    ``generate``; returns the generations per question and what was done."""
+    questions = list(prompts)
+    if decoder is not None:
+        bar = decoder.progress
+        try:
+            for q in questions:
+                if q not in decoder.budget:
+                    decoder.submit(q, prompts[q], budgets[q])
+            ids = decoder.finish()
+        except NotImplementedError:  # not a plain key/value cache (detected at the first prompt encoded)
+            engine, decoder = "generate", None
+        finally:
+            bar.close()
+    if decoder is not None:
+        stats = decoder.stats
+        details = {
+            "engine": "decoder",
+            "prompts_from_scoring": stats.reused,
+            "prompts_encoded": stats.prefilled,
+            "steps": stats.steps,
+            "tokens": stats.tokens,
+            "seconds": round(stats.seconds_prefill + stats.seconds_decode, 2),
+        }
+        return {q: decode_generation(tokenizer, ids[q]) for q in questions}, details
+    answers = generate_from_ids(
+        model,
+        tokenizer,
+        [prompts[q] for q in questions],
+        max_new_tokens=[budgets[q] for q in questions],
+        batch_size=batch_size,
+        progress="generating" if progress else False,
+        engine=engine,
+    )
+    return dict(zip(questions, answers, strict=True)), {"engine": "generate" if engine == "generate" else "auto"}
 
 
 def _split_metrics(
@@ -172,7 +282,9 @@ def evaluate_tofu(
     max_length: int = 512,
     batch_size: int = 32,
     max_new_tokens: int = 200,
+    generation_budget: float | None = None,
     generate: bool = True,
+    generation_engine: str = "auto",
     mia_k: float = 0.4,
     strict_reference: bool = True,
     progress: bool = False,
@@ -185,7 +297,16 @@ def evaluate_tofu(
             ``perturbed_answer`` as options; ``holdout`` (never trained on) provides MIA non-members.
         reference: the retain model's saved result (or its path) for Forget Quality and PrivLeak; refused when it was
             computed differently (see :func:`~hf_unlearn.evaluation.report.check_reference`).
+        max_new_tokens: the generation length for ROUGE (200, open-unlearning's setting, by default).
+        generation_budget: when set, a split's questions generate at most ``ceil(generation_budget x`` its longest
+            reference answer in tokens``)`` (and ``max_new_tokens``): ROUGE-L recall needs the answer, not 200 tokens
+            of continuation, and a model that rambles (as over-unlearned ones do) otherwise sets the cost. Greedy
+            text is a prefix of the unbudgeted text, so ROUGE changes only where the answer's words come after the
+            budget. ``None`` (default) keeps ``max_new_tokens`` for every question.
         generate: run greedy generation for ROUGE (the slow part on CPU); ``False`` skips the ROUGE metrics.
+        generation_engine: ``"auto"`` decodes with :class:`~hf_unlearn.evaluation.decoding.GreedyDecoder`, fed the
+            prompt caches of the scoring pass, where it reproduces ``model.generate``; ``"generate"`` runs
+            ``model.generate`` on fixed batches after scoring (the previous implementation, for comparison).
         mia_k: the k of Min-K% / Min-K%++ (0.4 as in TOFU/MUSE).
     """
     splits = {"forget": forget, "retain": retain, "real_authors": real_authors, "world_facts": world_facts}
@@ -203,8 +324,17 @@ def evaluate_tofu(
         need = ["forget"] + (["holdout"] if "holdout" in splits else [])
         check_reference(comparable, reference, splits=need, strict=strict_reference)
 
-    # 1. Encode every needed sequence once; 2. one scoring pass with per-token statistics.
+    # 1. Encode every needed sequence once. 2. One scoring pass with per-token statistics; the prompts it encodes
+    # for questions that are also generated go straight to the decoder (3), which runs alongside.
     encoded, plan, dropped = _encoding_plan(splits, tokenizer, system_prompt, max_length)
+    decoder, prompts, budgets = None, {}, {}
+    if generate:
+        prompts, budgets = _generation_plan(splits, tokenizer, system_prompt, max_new_tokens, generation_budget)
+        if generation_engine not in ("auto", "generate"):
+            raise ValueError(f"generation_engine must be 'auto' or 'generate', got {generation_engine!r}.")
+        if generation_engine == "auto":
+            decoder = _decoder(model, tokenizer, batch_size, len(prompts), progress)
+    sink = None if decoder is None else _prefix_sink(decoder, prompts, budgets)
     scores = score_sequences(
         model,
         encoded,
@@ -212,6 +342,7 @@ def evaluate_tofu(
         batch_size=batch_size,
         token_stats=True,
         progress="scoring" if progress else False,
+        prefix_sink=sink,
     )
     avg_nll = scores.avg_nll.tolist()
     special = set(getattr(tokenizer, "all_special_ids", []) or []) | {tokenizer.eos_token_id}
@@ -219,22 +350,13 @@ def evaluate_tofu(
     def content(seq: int, what: list) -> torch.Tensor:
         return content_tokens(what[seq], encoded[seq]["labels"], special)
 
-    # 3. One generation pass over unique questions.
+    # 3. Greedy generation of every unique question (forget, retain, RA, WF).
     generations: dict[str, str] = {}
+    generation_details: dict[str, Any] = {}
     if generate:
-        questions = list(
-            dict.fromkeys(r["question"] for s in ("forget", "retain", *_OPTION_SPLITS) for r in splits.get(s, []))
+        generations, generation_details = _generate(
+            model, tokenizer, decoder, prompts, budgets, batch_size, generation_engine, progress
         )
-        answers = generate_answers(
-            model,
-            tokenizer,
-            questions,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            system_prompt=system_prompt,
-            progress="generating" if progress else False,
-        )
-        generations = dict(zip(questions, answers, strict=True))
 
     # 4. Per-split metrics and Model Utility.
     result = EvalResult("tofu")
@@ -253,6 +375,8 @@ def evaluate_tofu(
                     utility[f"{split}_{name}"] = m[f"{split}_{name}"]
     m["model_utility"] = M.harmonic_mean(list(utility.values())) if utility else None
     result.details["model_utility"] = {"components": utility}
+    if generation_details:
+        result.details["generation"] = generation_details
 
     # Memorisation of the forget answers (teacher-forced argmax, end-of-turn token excluded).
     es = {i: M.extraction_strength(content(ids["answer"], scores.is_argmax)) for i, ids in plan["forget"].items()}
@@ -285,7 +409,11 @@ def evaluate_tofu(
         "n_items": {s: len(plan[s]) for s in splits},
         "dropped_items": {s: d for s, d in dropped.items() if d},
         "sequences_scored": len(encoded),
-        "generation": {"greedy": True, "max_new_tokens": max_new_tokens} if generate else None,
+        "generation": (
+            {"greedy": True, "max_new_tokens": max_new_tokens, "generation_budget": generation_budget}
+            if generate
+            else None
+        ),
         "mia_k": mia_k,
     }
     if any(dropped.values()):
