@@ -8,7 +8,7 @@ __version__ = "0.1.0.dev0"
 from typing import TYPE_CHECKING
 
 from . import _logging  # noqa: F401  (filters a misleading bitsandbytes hint)
-from .callbacks import EvalCallback
+from .callbacks import EvalCallback, ForgetTargetCallback
 from .data import (
     DataCollatorForUnlearning,
     FictitiousAuthors,
@@ -119,6 +119,7 @@ __all__ = [
     "FictitiousAuthors",
     "FictitiousAuthorsConfig",
     "ForgetRetainDataset",
+    "ForgetTargetCallback",
     "GradAscentConfig",
     "GradAscentTrainer",
     "GradDiffConfig",

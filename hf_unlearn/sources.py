@@ -36,6 +36,29 @@ def _read_jsonl(path: str) -> list[dict]:
     return rows
 
 
+def calibration_nonmembers(
+    dataset: str, *, benchmark: Mapping[str, Any] | None = None, nonmember_path: str | None = None
+) -> list[dict]:
+    """Non-member rows for :class:`~hf_unlearn.callbacks.ForgetTargetCallback`: ``nonmember_path`` (JSON lines of
+    the forget set's kind that the model never trained on) or, for the built-in benchmark, the forget-split questions
+    of authors generated with another seed (disjoint from every author of ``benchmark``, so the evaluation's holdout
+    authors stay untouched for PrivLeak)."""
+    from .data import build_fictitious_authors
+
+    if nonmember_path:
+        return _read_jsonl(nonmember_path)
+    if dataset != "fictitious-authors":
+        raise ValueError(
+            f"Calibrated stopping on dataset={dataset} needs non-member rows: pass nonmember_path (JSON lines of the "
+            "forget set's kind that the model never trained on, e.g. TOFU's holdout split)."
+        )
+    config = dict(benchmark or {})
+    bench = build_fictitious_authors(**config)
+    known = {r["author"] for split in ("forget", "retain", "holdout") for r in bench[split]}
+    other = build_fictitious_authors(**{**config, "seed": int(config.get("seed", 0)) + 1234})
+    return [r for r in other["forget"] if r["author"] not in known]
+
+
 def training_data(
     dataset: str,
     *,

@@ -183,3 +183,20 @@ def test_overwrite_removes_only_what_the_library_wrote(tmp_path, tiny_model_dir)
     names = {p.name for p in out.iterdir()}
     assert "adapter_model.safetensors" in names and "notes.txt" in names
     assert not names & {"model.safetensors", "results.json"}  # no stale full model or results beside the adapter
+
+
+def test_recipe_calibrated_stopping_is_on_the_card(tmp_path, tiny_model_dir):
+    import warnings
+
+    cfg = _config(tmp_path, tiny_model_dir, evaluate=False, max_steps=4, calibrate=True, calibration_every=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 2 forget rows: the AUC-spread warning is expected
+        assert cli(["train", "--config", str(cfg), "--calibration_metric", "prob", "--calibration_tolerance", "5"]) == 0
+    hyper = ModelCard.load(tmp_path / "run" / "README.md").data.unlearning["hyperparameters"]
+    # a tolerance of 5 probability points is met at once: training stops at step 0, before any update
+    assert hyper["calibrated_stopping"].startswith("stop when |d| <= 5.0 or d < -5.0 with d = forget_prob")
+    assert "reached, best step 0" in hyper["calibrated_stopping"]
+    bad = _config(tmp_path, tiny_model_dir, dataset="files", forget_path=str(tmp_path / "f.jsonl"), calibrate=True)
+    (tmp_path / "f.jsonl").write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
+    with pytest.raises(ValueError, match="needs non-member rows: pass nonmember_path"):
+        main(["--config", str(bad), "--overwrite", "true"])

@@ -40,6 +40,11 @@ class UnlearnScriptArguments:
         tofu_split: TOFU forget split (``forget01``/``05``/``10``) when ``dataset=tofu``.
         callbacks: representation-level objectives to add (rmu, adaptive_rmu, attention_shifting).
         callback_layer: the layer RMU steers (or the deepest shifted layer).
+        calibrate: stop where the forget set looks like data the model never saw
+            (:class:`~hf_unlearn.callbacks.ForgetTargetCallback`, best weights restored).
+        nonmember_path: the calibration's non-member rows (JSON lines); the built-in benchmark generates its own.
+        calibration_metric, calibration_tolerance, calibration_every: the callback's ``metric``, ``tolerance`` and
+            ``every_n_steps``.
         evaluate: evaluate the unlearned model at the end (TOFU-style suite) and write ``results.json``.
         reference_logs: the retain model's saved result, for Forget Quality and PrivLeak.
         eval_max_new_tokens: generation length of the evaluation.
@@ -61,6 +66,15 @@ class UnlearnScriptArguments:
     tofu_split: str = field(default="forget10", metadata={"help": "TOFU forget split."})
     callbacks: list[str] = field(default_factory=list, metadata={"help": f"Any of {', '.join(CALLBACKS)}."})
     callback_layer: int = field(default=7, metadata={"help": "Layer of the representation callbacks."})
+    calibrate: bool = field(
+        default=False, metadata={"help": "Stop at the non-member level (ForgetTargetCallback); best weights restored."}
+    )
+    nonmember_path: str | None = field(
+        default=None, metadata={"help": "calibrate: non-member rows (JSON lines); built-in benchmark: generated."}
+    )
+    calibration_metric: str = field(default="min_k", metadata={"help": "calibrate: min_k, loss or prob."})
+    calibration_tolerance: float = field(default=0.1, metadata={"help": "calibrate: how close counts as reached."})
+    calibration_every: int = field(default=10, metadata={"help": "calibrate: evaluation interval in steps."})
     evaluate: bool = field(default=True, metadata={"help": "Evaluate at the end and write results.json."})
     reference_logs: str | None = field(default=None, metadata={"help": "Retain model's saved result."})
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Evaluation generation length."})
@@ -219,7 +233,7 @@ def _prepare_output_dir(path: str, overwrite: bool, resume: str | bool | None) -
 def main(argv: Sequence[str] | None = None) -> None:
     import hf_unlearn as hu
     from hf_unlearn.objective import requirements
-    from hf_unlearn.sources import training_data
+    from hf_unlearn.sources import calibration_nonmembers, training_data
 
     argv = list(sys.argv[1:] if argv is None else argv)
     method = _method_of(argv)
@@ -229,15 +243,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise ValueError(f"Unknown callbacks {sorted(unknown)}; choose from {', '.join(CALLBACKS)}.")
     resume = _prepare_output_dir(training_args.output_dir, script_args.overwrite, training_args.resume_from_checkpoint)
 
+    benchmark = {
+        "num_authors": script_args.num_authors,
+        "qa_per_author": script_args.qa_per_author,
+        "forget_fraction": script_args.forget_fraction,
+        "holdout_fraction": script_args.holdout_fraction,
+        "seed": script_args.benchmark_seed,
+    }
     data = training_data(
         script_args.dataset,
-        benchmark={
-            "num_authors": script_args.num_authors,
-            "qa_per_author": script_args.qa_per_author,
-            "forget_fraction": script_args.forget_fraction,
-            "holdout_fraction": script_args.holdout_fraction,
-            "seed": script_args.benchmark_seed,
-        },
+        benchmark=benchmark,
         tofu_split=script_args.tofu_split,
         forget_path=script_args.forget_path,
         retain_path=script_args.retain_path,
@@ -258,6 +273,21 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     qa = detect_schema(forget[0]) != Schema.COMPLETION  # chat QA steers answer tokens; raw text every token
     callbacks = [make_callback(name, script_args.callback_layer, qa=qa) for name in script_args.callbacks]
+    calibration = []  # a plain TrainerCallback, not an objective: it only watches and stops
+    if script_args.calibrate:
+        calibration.append(
+            hu.ForgetTargetCallback(
+                tokenizer,
+                forget=forget,
+                nonmember=calibration_nonmembers(
+                    script_args.dataset, benchmark=benchmark, nonmember_path=script_args.nonmember_path
+                ),
+                retain=retain or (),
+                metric=script_args.calibration_metric,
+                tolerance=script_args.calibration_tolerance,
+                every_n_steps=script_args.calibration_every,
+            )
+        )
     trainer_cls = get_method(method).trainer_class
     # The objectives decide whether retain rows are needed (the trainer refuses a retain set nothing uses).
     uses_retain = requirements([*trainer_cls.objectives_for(training_args), *callbacks]).retain
@@ -268,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         retain_dataset=retain if uses_retain else None,
         processing_class=tokenizer,
         peft_config=get_peft_config(model_args),
-        callbacks=callbacks,
+        callbacks=[*callbacks, *calibration],
     )
     try:
         trainer.train(resume_from_checkpoint=resume)

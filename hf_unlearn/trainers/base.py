@@ -822,6 +822,16 @@ class UnlearnTrainerMixin:
             hyper.pop("max_steps", None)
         if self.extra_objectives:
             hyper["callbacks"] = ", ".join(o.describe() for o in self.extra_objectives)
+        from ..callbacks.calibration import ForgetTargetCallback
+
+        for cb in self.callback_handler.callbacks:
+            if isinstance(cb, ForgetTargetCallback):  # the stopping rule and where training stopped
+                s = cb.summary
+                hyper["calibrated_stopping"] = (
+                    f"{s['rule']} with d = {s['distance']} ({s['metric']}) every {s['every_n_steps']} steps; "
+                    f"{s['stopped']}, best step {s['best_step']}"
+                    + (f", weights of step {s['restored_step']} restored" if s["restored_step"] is not None else "")
+                )
         return hyper
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
