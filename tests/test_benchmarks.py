@@ -33,6 +33,10 @@ def test_quality_benchmark_trains_every_method_and_variant(name, bench, chat_tok
     trainer, settings = quality._run_trainer(name, model, chat_tokenizer, bench, str(tmp_path))
     for key, value in (variant.get("args") or {}).items():
         assert settings[key] == value and getattr(trainer.args, key) == value
+    calibration = [cb for cb in trainer.callback_handler.callbacks if type(cb).__name__ == "ForgetTargetCallback"]
+    assert len(calibration) == ("calibrate" in variant)  # calibrated variants watch unseen authors
+    if calibration:
+        assert settings["calibration"]["nonmembers"] == len(calibration[0]._nonmember) > 0
     trainer.train()
     assert trainer.state.global_step == 1
     changed = {n for n, p in trainer.model.named_parameters() if n in before and not p.detach().equal(before[n])}
