@@ -57,8 +57,8 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
     trainable parameters are set back to those of the evaluation with the smallest ``|d|``; they are kept as a CPU
     copy, which for full fine-tuning is one copy of the model. Scoring reuses the evaluation's label-position path
     (no generation, no ``(B, T, V)`` logits). Every evaluation is logged through the Trainer as
-    ``calibration/distance``, ``calibration/auc`` and the two answer probabilities; :attr:`summary` says where it
-    stopped.
+    ``calibration/distance``, ``calibration/auc`` (LOSS's with ``metric="prob"``) and the two answer
+    probabilities; :attr:`summary` says where it stopped.
 
     Args:
         tokenizer: the model's tokenizer.
@@ -138,10 +138,14 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
     def _scores(self, model: Any, rows: list[dict]) -> tuple[list[float], list[float]]:
         """Per row: the attack score (higher = less likely a member) and the answer probability."""
         s = score_sequences(
-            model, rows, pad_token_id=self.tokenizer.pad_token_id, batch_size=self.batch_size, token_stats=True
+            model,
+            rows,
+            pad_token_id=self.tokenizer.pad_token_id,
+            batch_size=self.batch_size,
+            token_stats=self.metric == "min_k",  # LOSS and probability need sums only
         )
         probs = s.normalized_prob.tolist()
-        if self.metric == "loss":
+        if self.metric != "min_k":  # the AUC logged with metric="prob" is LOSS's
             return s.avg_nll.tolist(), probs
         attack = [
             M.min_k_score(content_tokens(s.token_logps[i], rows[i]["labels"], self._special), self.min_k)
