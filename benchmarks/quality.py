@@ -168,11 +168,9 @@ COLUMNS = [
 def _nonmembers(bench) -> list[dict]:
     """Calibration non-members: forget-style QA about authors of another seed of the generator, which no model here
     trained on (the evaluation's holdout authors stay untouched for PrivLeak)."""
-    import hf_unlearn as hu
+    from hf_unlearn.sources import unseen_author_rows
 
-    known = {r["author"] for split in ("forget", "retain", "holdout") for r in bench[split]}
-    other = hu.build_fictitious_authors(**{**BENCH, "seed": 1234})
-    return [r for r in other["forget"] if r["author"] not in known]
+    return unseen_author_rows(bench, BENCH)
 
 
 def _trainer(

@@ -53,7 +53,14 @@ def calibration_nonmembers(
             "forget set's kind that the model never trained on, e.g. TOFU's holdout split)."
         )
     config = dict(benchmark or {})
-    bench = build_fictitious_authors(**config)
+    return unseen_author_rows(build_fictitious_authors(**config), config)
+
+
+def unseen_author_rows(bench: Any, config: Mapping[str, Any]) -> list[dict]:
+    """Forget-split QA of the built-in benchmark generated with ``config`` and its seed + 1234, without the authors
+    of ``bench``: questions of the forget set's kind about people no model trained on ``bench`` has seen."""
+    from .data import build_fictitious_authors
+
     known = {r["author"] for split in ("forget", "retain", "holdout") for r in bench[split]}
     other = build_fictitious_authors(**{**config, "seed": int(config.get("seed", 0)) + 1234})
     return [r for r in other["forget"] if r["author"] not in known]

@@ -30,6 +30,19 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
+def greedy_decoder(model: torch.nn.Module, tokenizer: Any, *, batch_size: int, progress: Any = None) -> Any:
+    """A :class:`~hf_unlearn.evaluation.decoding.GreedyDecoder` that stops at ``tokenizer``'s end-of-turn tokens."""
+    from .decoding import GreedyDecoder
+
+    return GreedyDecoder(
+        model,
+        stop_ids=stop_token_ids(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
 def decode_generation(tokenizer: Any, ids: Sequence[int], stop_strings: Sequence[str] = ()) -> str:
     """Generated token ids as text: special tokens dropped, cut at the first stop string, stripped."""
     text = tokenizer.decode(list(ids), skip_special_tokens=True)
@@ -116,7 +129,7 @@ def generate_ids(
         raise ValueError(f"engine must be 'auto', 'decoder' or 'generate', got {engine!r}.")
     from tqdm.auto import tqdm
 
-    from .decoding import GreedyDecoder, supports_greedy_decoder
+    from .decoding import supports_greedy_decoder
 
     budgets = _budgets(max_new_tokens, len(prompts))
     was_training = model.training
@@ -129,13 +142,7 @@ def generate_ids(
     )
     try:
         if engine == "decoder" or (engine == "auto" and not generate_kwargs and supports_greedy_decoder(model)):
-            decoder = GreedyDecoder(
-                model,
-                stop_ids=stop_token_ids(tokenizer),
-                pad_token_id=tokenizer.pad_token_id,
-                batch_size=batch_size,
-                progress=bar,
-            )
+            decoder = greedy_decoder(model, tokenizer, batch_size=batch_size, progress=bar)
             try:
                 for i, (prompt, budget) in enumerate(zip(prompts, budgets, strict=True)):
                     decoder.submit(i, prompt, budget)

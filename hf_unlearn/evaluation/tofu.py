@@ -23,7 +23,7 @@ import torch
 from ..data.tokenization import encode_prompt, encode_qa
 from . import metrics as M
 from .decoding import GreedyDecoder, select_cache_rows, supports_greedy_decoder
-from .generation import decode_generation, generate_from_ids, stop_token_ids
+from .generation import decode_generation, generate_from_ids, greedy_decoder
 from .mia import content_tokens, score_attacks
 from .report import DEFINITIONS, EvalResult, check_reference, items_fingerprint, prompt_fingerprint
 from .scoring import score_sequences
@@ -123,13 +123,8 @@ def _decoder(
         return None
     from tqdm.auto import tqdm
 
-    return GreedyDecoder(
-        model,
-        stop_ids=stop_token_ids(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        batch_size=batch_size,
-        progress=tqdm(total=total, desc="generating", disable=not progress, leave=False),
-    )
+    bar = tqdm(total=total, desc="generating", disable=not progress, leave=False)
+    return greedy_decoder(model, tokenizer, batch_size=batch_size, progress=bar)
 
 
 def _prefix_sink(decoder: GreedyDecoder, prompts: Mapping[str, list[int]], budgets: Mapping[str, int]) -> Any:
@@ -159,7 +154,6 @@ def _generate(
     prompts: Mapping[str, list[int]],
     budgets: Mapping[str, int],
     batch_size: int,
-    engine: str,
     progress: bool,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Finish the decoder's work (the questions the scoring pass did not hand over are encoded by it), or run
@@ -173,7 +167,7 @@ def _generate(
                     decoder.submit(q, prompts[q], budgets[q])
             ids = decoder.finish()
         except NotImplementedError:  # not a plain key/value cache (detected at the first prompt encoded)
-            engine, decoder = "generate", None
+            decoder = None
         finally:
             bar.close()
     if decoder is not None:
@@ -187,16 +181,16 @@ def _generate(
             "seconds": round(stats.seconds_prefill + stats.seconds_decode, 2),
         }
         return {q: decode_generation(tokenizer, ids[q]) for q in questions}, details
-    answers = generate_from_ids(
+    answers = generate_from_ids(  # no decoder: asked for, unsupported, or not a plain cache
         model,
         tokenizer,
         [prompts[q] for q in questions],
         max_new_tokens=[budgets[q] for q in questions],
         batch_size=batch_size,
         progress="generating" if progress else False,
-        engine=engine,
+        engine="generate",
     )
-    return dict(zip(questions, answers, strict=True)), {"engine": "generate" if engine == "generate" else "auto"}
+    return dict(zip(questions, answers, strict=True)), {"engine": "generate"}
 
 
 def _split_metrics(
@@ -354,9 +348,7 @@ def evaluate_tofu(
     generations: dict[str, str] = {}
     generation_details: dict[str, Any] = {}
     if generate:
-        generations, generation_details = _generate(
-            model, tokenizer, decoder, prompts, budgets, batch_size, generation_engine, progress
-        )
+        generations, generation_details = _generate(model, tokenizer, decoder, prompts, budgets, batch_size, progress)
 
     # 4. Per-split metrics and Model Utility.
     result = EvalResult("tofu")

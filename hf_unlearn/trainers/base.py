@@ -42,6 +42,7 @@ from accelerate.utils import is_peft_model
 from transformers import ProcessorMixin, TrainerCallback
 from trl.trainer.utils import use_adapter
 
+from ..callbacks.calibration import ForgetTargetCallback
 from ..data.collators import DataCollatorForUnlearning
 from ..data.pairing import ForgetRetainDataset
 from ..data.tokenization import IGNORE_INDEX, tokenize_rows
@@ -822,8 +823,6 @@ class UnlearnTrainerMixin:
             hyper.pop("max_steps", None)
         if self.extra_objectives:
             hyper["callbacks"] = ", ".join(o.describe() for o in self.extra_objectives)
-        from ..callbacks.calibration import ForgetTargetCallback
-
         for cb in self.callback_handler.callbacks:
             if isinstance(cb, ForgetTargetCallback):  # the stopping rule and where training stopped
                 s = cb.summary
