@@ -8,6 +8,7 @@ Examples::
     hf-unlearn eval --model bundled --suite tofu --num-authors 20 --output outputs/eval/target.json
     hf-unlearn eval --model outputs/npo --suite tofu --num-authors 20 --reference-logs outputs/eval/retain.json
     hf-unlearn eval --model bundled --suite mcq --num-authors 20
+    hf-unlearn eval --model outputs/npo --suite robustness --num-authors 20 --reference-logs retain-rob.json
     hf-unlearn eval --model my/model --suite muse --dataset hub      # muse-bench/MUSE-News (needs the Hub)
     hf-unlearn train --config recipes/configs/demo.yaml --learning_rate 5e-4   # the recipe; flags override YAML
     hf-unlearn push outputs/npo me/smollm2-npo-unlearned             # private repo unless --public
@@ -21,6 +22,9 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+
+# hf_unlearn.evaluation.robustness.ATTACKS, spelled out so that parsing the command line does not import torch.
+ROBUSTNESS_ATTACKS = ("relearn", "quantization", "paraphrase", "in_context", "jailbreak", "probing")
 
 __all__ = ["main"]
 
@@ -108,6 +112,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             progress=True,
         )
+    elif args.suite == "robustness":
+        from .evaluation import evaluate_robustness
+
+        result = evaluate_robustness(
+            model,
+            tokenizer,
+            **sets,
+            attacks=args.attacks,
+            reference=reference,
+            relearn_steps=args.relearn_steps,
+            batch_size=args.batch_size,
+            progress=True,
+        )
     elif args.suite == "muse":
         result = evaluate_muse(model, tokenizer, **sets, reference=reference, batch_size=args.batch_size)
     else:
@@ -125,7 +142,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 result.per_item.update(part.per_item)
                 result.meta.setdefault("items", {}).update(part.meta["items"])
     result.meta["model"] = str(args.model)
-    print(result.table(f"{args.suite} evaluation of {args.model} ({time.perf_counter() - t0:.0f} s)"))
+    if args.suite == "robustness":
+        from .evaluation.robustness import robustness_table
+
+        print(f"robustness evaluation of {args.model} ({time.perf_counter() - t0:.0f} s)")
+        print(robustness_table(result))
+    else:
+        print(result.table(f"{args.suite} evaluation of {args.model} ({time.perf_counter() - t0:.0f} s)"))
     if args.output:
         print(f"Saved the full result (usable as --reference-logs) to {result.save(args.output)}")
     return 0
@@ -220,9 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="'bundled', a Hub id or a local folder")
     ev.add_argument(
         "--suite",
-        choices=("tofu", "muse", "mcq"),
+        choices=("tofu", "muse", "mcq", "robustness"),
         required=True,
-        help="tofu: Prob, ROUGE, Truth Ratio, FQ, MU, MIA; muse: VerbMem, KnowMem, PrivLeak; mcq: multiple choice",
+        help="tofu: Prob, ROUGE, Truth Ratio, FQ, MU, MIA; muse: VerbMem, KnowMem, PrivLeak; mcq: multiple choice; "
+        "robustness: forget metrics under relearning, quantization, rephrasing, in-context, jailbreak and probing",
     )
     ev.add_argument("--dataset", choices=("builtin", "hub"), default="builtin", help="data source (default builtin)")
     ev.add_argument("--reference-logs", default=None, help="retain model's saved result (Forget Quality, PrivLeak)")
@@ -248,6 +272,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="both",
         help="MCQ suite: option-letter likelihood (lm-eval's WMDP form), the options' own probabilities as answers "
         "(metrics named <set>_cloze_*), or both (default)",
+    )
+    ev.add_argument(
+        "--attacks",
+        nargs="+",
+        choices=ROBUSTNESS_ATTACKS,
+        default=list(ROBUSTNESS_ATTACKS),
+        help="robustness suite: the attacks to run (default: all)",
+    )
+    ev.add_argument(
+        "--relearn-steps",
+        nargs="+",
+        type=int,
+        default=[0, 5, 10, 25],
+        help="robustness suite: relearning steps of the recovery curve (default 0 5 10 25)",
     )
     ev.add_argument("--retain-size", type=int, default=200, help="built-in TOFU: retain items evaluated")
     ev.add_argument("--tofu-forget", choices=("01", "05", "10"), default="10", help="hub TOFU split")

@@ -11,7 +11,7 @@ from typing import Any
 __all__ = ["TRAINING_DATASETS", "TrainingData", "evaluation_splits", "training_data"]
 
 TRAINING_DATASETS = ("fictitious-authors", "tofu", "muse-news", "muse-books", "files")
-EVAL_SUITES = ("tofu", "muse", "mcq")
+EVAL_SUITES = ("tofu", "muse", "mcq", "robustness")
 
 
 @dataclass
@@ -113,13 +113,19 @@ def evaluation_splits(
     tofu_forget: str = "10",
     muse_corpus: str = "news",
 ) -> dict[str, list[dict]]:
-    """The evaluation sets of ``suite`` (tofu, muse, mcq) from the built-in ``benchmark`` or the Hub (``source="hub"``;
-    the MCQ suite is then WMDP)."""
+    """The evaluation sets of ``suite`` (tofu, muse, mcq, robustness) from the built-in ``benchmark`` or the Hub
+    (``source="hub"``; the MCQ suite is then WMDP)."""
     if suite not in EVAL_SUITES:
         raise ValueError(f"Unknown suite {suite!r}; use {', '.join(EVAL_SUITES)}.")
     if source == "hub":
         from .data import load_muse, load_tofu, load_wmdp
 
+        if suite == "robustness":  # TOFU has no fact types or MCQ: no hallucination class, no MCQ condition
+            return {
+                "forget": load_tofu(f"forget{tofu_forget}_perturbed"),
+                "holdout": load_tofu(f"holdout{tofu_forget}"),
+                "retain": load_tofu("retain_perturbed"),
+            }
         if suite == "tofu":
             f = tofu_forget
             return {
@@ -149,4 +155,13 @@ def evaluation_splits(
         return builtin_tofu_splits(benchmark, retain_size=retain_size)
     if suite == "muse":
         return builtin_muse_splits(benchmark)
+    if suite == "robustness":
+        tofu = builtin_tofu_splits(benchmark, retain_size=retain_size)
+        return {
+            "forget": tofu["forget"],
+            "holdout": tofu["holdout"],
+            "retain": tofu["retain"],
+            "forget_mcq": benchmark["forget_mcq"],
+            "holdout_mcq": benchmark["holdout_mcq"],
+        }
     return {name: benchmark[name] for name in ("general_knowledge_mcq", "forget_mcq", "retain_mcq", "holdout_mcq")}

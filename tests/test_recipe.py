@@ -200,3 +200,20 @@ def test_recipe_calibrated_stopping_is_on_the_card(tmp_path, tiny_model_dir):
     (tmp_path / "f.jsonl").write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
     with pytest.raises(ValueError, match="needs non-member rows: pass nonmember_path"):
         main(["--config", str(bad), "--overwrite", "true"])
+
+
+def test_recipe_eval_robustness_writes_its_report_and_card_section(tmp_path, tiny_model_dir):
+    cfg = _config(tmp_path, tiny_model_dir, eval_robustness=True, qa_per_author=4)
+    assert cli(["train", "--config", str(cfg)]) == 0
+    out = tmp_path / "run"
+    report = json.loads((out / "robustness.json").read_text())
+    assert report["suite"] == "robustness" and report["details"]["conditions"]["relearn_25"]["status"] == "ok"
+    text = (out / "README.md").read_text()
+    assert "## Robustness" in text and "| quant_4bit |" in text
+    from hf_unlearn.hub import ALLOWED_FILES
+
+    assert "robustness.json" not in ALLOWED_FILES  # it holds forget questions and generations: never uploaded
+    bad = _config(tmp_path, tiny_model_dir, dataset="files", forget_path=str(tmp_path / "f.jsonl"))
+    (tmp_path / "f.jsonl").write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
+    with pytest.raises(ValueError, match="--eval_robustness needs QA evaluation sets with holdout rows"):
+        main(["--config", str(bad), "--overwrite", "true", "--eval_robustness", "true"])

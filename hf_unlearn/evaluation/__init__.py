@@ -1,5 +1,7 @@
-"""Evaluation: scoring primitives (label-position log-probs), TOFU / MUSE / MCQ / MIA suites, results and reports."""
+"""Evaluation: scoring primitives (label-position log-probs), TOFU / MUSE / MCQ / MIA / robustness suites, results and
+reports."""
 
+from .answers import classify_answer
 from .decoding import GreedyDecoder
 from .generation import generate_answers, generate_ids, generate_texts
 from .mcq import evaluate_mcq, format_mcq
@@ -19,6 +21,7 @@ from .mia import evaluate_mia
 from .muse import builtin_muse_splits, evaluate_muse, protocol_forget_sets
 from .ranking import RankingResult, rank_answers
 from .report import EvalResult, ReferenceMismatchError, check_reference, plot_forget_vs_utility
+from .robustness import evaluate_robustness, robustness_table
 from .scoring import SequenceScores, label_logprobs, next_token_logprobs, score_sequences
 from .tofu import builtin_tofu_splits, evaluate_tofu
 
@@ -32,9 +35,11 @@ __all__ = [
     "builtin_muse_splits",
     "builtin_tofu_splits",
     "check_reference",
+    "classify_answer",
     "evaluate_mcq",
     "evaluate_mia",
     "evaluate_muse",
+    "evaluate_robustness",
     "evaluate_tofu",
     "exact_memorization",
     "extraction_strength",
@@ -51,6 +56,7 @@ __all__ = [
     "privleak",
     "protocol_forget_sets",
     "rank_answers",
+    "robustness_table",
     "rouge_l",
     "score_sequences",
     "truth_ratio",

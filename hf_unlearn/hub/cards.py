@@ -89,8 +89,13 @@ def build_model_card(
     citation: str = "",
     plot: str | None = None,
     license: str | None = None,
+    robustness: Any = None,
 ):
-    """Return a ``huggingface_hub.ModelCard`` for an unlearned model or adapter (see the module docstring)."""
+    """Return a ``huggingface_hub.ModelCard`` for an unlearned model or adapter (see the module docstring).
+
+    ``robustness`` (an :func:`~hf_unlearn.evaluation.evaluate_robustness` result or its path) adds a "Robustness"
+    section: the forget metrics under each attack and the answer classes - aggregates only.
+    """
     from huggingface_hub import ModelCard, ModelCardData
 
     model_name = repo_id.split("/")[-1]
@@ -129,5 +134,19 @@ def build_model_card(
             f"[hf_unlearn's evaluation docs]({EVALUATION_DOCS})."
         ),
         plot=plot,
+        robustness=_robustness_section(robustness),
         citation=citation or "-",
     )
+
+
+def _robustness_section(robustness: Any) -> str | None:
+    if robustness is None:
+        return None
+    from ..evaluation.report import EvalResult
+    from ..evaluation.robustness import robustness_table
+
+    if not isinstance(robustness, EvalResult):
+        robustness = EvalResult.load(robustness)
+    if robustness.suite != "robustness":
+        raise ValueError(f"robustness= takes a robustness result, got a {robustness.suite!r} result.")
+    return robustness_table(robustness)

@@ -47,6 +47,9 @@ class UnlearnScriptArguments:
             ``every_n_steps``.
         evaluate: evaluate the unlearned model at the end (TOFU-style suite) and write ``results.json``.
         reference_logs: the retain model's saved result, for Forget Quality and PrivLeak.
+        eval_robustness: also run the robustness attacks (:func:`~hf_unlearn.evaluation.evaluate_robustness`), write
+            ``robustness.json`` (never uploaded: it holds forget questions) and add the card's "Robustness" section.
+        robustness_reference_logs: the retain model's robustness result, for Forget Quality under each attack.
         eval_max_new_tokens: generation length of the evaluation.
         overwrite: allow an output folder that already holds another run: the files this library wrote there are
             removed first (``LIBRARY_OUTPUTS``), nothing else.
@@ -77,6 +80,12 @@ class UnlearnScriptArguments:
     calibration_every: int = field(default=10, metadata={"help": "calibrate: evaluation interval in steps."})
     evaluate: bool = field(default=True, metadata={"help": "Evaluate at the end and write results.json."})
     reference_logs: str | None = field(default=None, metadata={"help": "Retain model's saved result."})
+    eval_robustness: bool = field(
+        default=False, metadata={"help": "Also run the robustness attacks (relearning, 4-bit, prompts, probing)."}
+    )
+    robustness_reference_logs: str | None = field(
+        default=None, metadata={"help": "eval_robustness: the retain model's robustness result."}
+    )
     eval_max_new_tokens: int = field(default=48, metadata={"help": "Evaluation generation length."})
     overwrite: bool = field(default=False, metadata={"help": "Allow an output folder holding another run."})
 
@@ -132,6 +141,7 @@ LIBRARY_OUTPUTS = (
     "merges.txt",
     "README.md",
     "results.json",
+    "robustness.json",
     "training_args.bin",
     "trainer_state.json",
     "forget_vs_utility.png",
@@ -258,6 +268,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         retain_path=script_args.retain_path,
     )
     forget, retain, eval_sets = data.forget, data.retain, data.eval_sets
+    if script_args.eval_robustness and not (eval_sets and eval_sets.get("holdout")):  # refused before training
+        raise ValueError(
+            f"--eval_robustness needs QA evaluation sets with holdout rows; dataset {script_args.dataset!r} has none "
+            "(use fictitious-authors or tofu, or run hf-unlearn eval --suite robustness on the saved model)."
+        )
 
     from trl import get_peft_config
 
@@ -330,9 +345,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         result.save(os.path.join(training_args.output_dir, "results.json"))
         metrics = {k: v for k, v in result.metrics.items() if v is not None}
         print(result.table(f"{trainer_cls._name} on {script_args.dataset}"))
-    trainer.create_model_card(metrics=metrics, forget_name=script_args.dataset)
+    robustness = None
+    if script_args.eval_robustness and eval_sets is not None and trainer.is_world_process_zero():
+        robustness = hu.evaluate_robustness(
+            trainer.model,
+            tokenizer,
+            forget=eval_sets["forget"],
+            holdout=eval_sets["holdout"],
+            retain=eval_sets.get("retain"),
+            reference=script_args.robustness_reference_logs,
+            progress=True,
+        )
+        robustness.save(os.path.join(training_args.output_dir, "robustness.json"))
+    card = {"metrics": metrics, "forget_name": script_args.dataset, "robustness": robustness}
+    trainer.create_model_card(**card)
     if training_args.push_to_hub:
-        trainer.push_to_hub(metrics=metrics, forget_name=script_args.dataset)
+        trainer.push_to_hub(**card)
     state = trainer.state
     rank = int(os.environ.get("RANK", "0"))
     print(f"[hf_unlearn] rank {rank}/{training_args.world_size} finished {state.global_step} steps", flush=True)

@@ -838,7 +838,8 @@ class UnlearnTrainerMixin:
 
         Keeps TRL's signature (TRL calls it at every checkpoint; ``push_to_hub`` calls it too). Extra keywords:
         ``metrics`` (aggregate evaluation results), ``plot`` (an image file name in the output folder),
-        ``forget_name``/``retain_name`` (dataset names shown on the card; their content never is).
+        ``forget_name``/``retain_name`` (dataset names shown on the card; their content never is), ``robustness`` (a
+        robustness result or its path: the card's "Robustness" section).
         """
         from ..hub.cards import build_model_card
 
@@ -858,6 +859,7 @@ class UnlearnTrainerMixin:
             hyperparameters=hyper,
             metrics=kwargs.get("metrics"),
             plot=kwargs.get("plot"),
+            robustness=kwargs.get("robustness"),
             citation=(self._paper or {}).get("citation", ""),
         )
         card.save(os.path.join(a.output_dir, "README.md"))
