@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/cost.py --lora     # LoRA r=16 on all linear layers -> results/cost_lora.json
     .venv/bin/python benchmarks/cost.py --eval     # evaluation throughput -> results/cost_eval.json
     .venv/bin/python benchmarks/cost.py --task-vector   # negation, streamed vs two models -> cost_task_vector.json
+    .venv/bin/python benchmarks/cost.py --robustness    # robustness suite vs TOFU-style suite -> cost_robustness.json
 
 RMU and Adaptive RMU run alone (output-level loss off, layer 7, down_proj of layers 5-7 trained), and so does
 Attention Shifting (layers 10-19, their query/key projections trained; the adapter under ``--lora``).
@@ -212,6 +213,49 @@ def eval_child() -> dict:
     }
 
 
+def robustness_child() -> dict:
+    """The robustness suite's cost, attack by attack, against the TOFU-style suite on the same model and benchmark
+    (the quality benchmark's: 40 authors, 40 retain items, 32 generated tokens)."""
+    import hf_unlearn as hu
+    from hf_unlearn.evaluation import builtin_tofu_splits, evaluate_robustness, evaluate_tofu
+
+    model, tok = hu.load_model("bundled")
+    model.eval()
+    bench = hu.build_fictitious_authors(num_authors=40)
+    t0 = time.perf_counter()
+    evaluate_tofu(model, tok, **builtin_tofu_splits(bench, retain_size=40), max_new_tokens=32)
+    tofu = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    result = evaluate_robustness(
+        model,
+        tok,
+        forget=bench["forget"],
+        holdout=bench["holdout"],
+        retain=bench["retain"],
+        forget_mcq=bench["forget_mcq"],
+        holdout_mcq=bench["holdout_mcq"],
+    )
+    total = time.perf_counter() - t0
+    # Conditions evaluated together share one timing: the prompt-only ones (one pass) and the relearning curve.
+    c = result.details["conditions"]
+    groups = {
+        "prompts (plain, paraphrase, formats, in-context, jailbreaks)": c["plain"]["seconds"],
+        "relearn (training + 3 evaluations)": c["relearn_25"]["seconds"],
+        "quantization (8-bit + 4-bit, load + evaluate)": round(
+            c["quant_8bit"]["seconds"] + c["quant_4bit"]["seconds"], 1
+        ),
+        "mcq": c["mcq"]["seconds"],
+        "probe": c["probe"]["seconds"],
+    }
+    return {
+        "tofu_suite_seconds": round(tofu, 1),
+        "robustness_seconds": round(total, 1),
+        "ratio": round(total / tofu, 2),
+        "seconds_by_attack": groups,
+        "peak_mib": round(_peak_mib(), 1),
+    }
+
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
@@ -275,6 +319,9 @@ def main() -> None:
         "ratio to the baseline measured in its own invocation)",
     )
     parser.add_argument("--task-vector", action="store_true", help="negation cost -> results/cost_task_vector.json")
+    parser.add_argument(
+        "--robustness", action="store_true", help="robustness suite vs TOFU-style suite -> results/cost_robustness.json"
+    )
     parser.add_argument("--output", default=None, help="results file name under results/ (default by mode)")
     parser.add_argument("--child", default=None)
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
@@ -283,7 +330,8 @@ def main() -> None:
         if a.child.startswith("tv_"):
             print(json.dumps(task_vector_child(a.child.removeprefix("tv_"), a.work)))
         else:
-            print(json.dumps(eval_child() if a.child == "eval" else child(a.child, a.lora)))
+            children = {"eval": eval_child, "robustness": robustness_child}
+            print(json.dumps(children[a.child]() if a.child in children else child(a.child, a.lora)))
         return
     sys.path.insert(0, str(Path(__file__).parent))
     from _machine import machine_info
@@ -305,12 +353,13 @@ def main() -> None:
         (RESULTS / "cost_task_vector.json").write_text(json.dumps(result, indent=2) + "\n")
         return
 
-    if a.eval:
-        cmd = [sys.executable, __file__, "--child", "eval"]
+    if a.eval or a.robustness:
+        mode = "eval" if a.eval else "robustness"
+        cmd = [sys.executable, __file__, "--child", mode]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         row = json.loads(out.strip().splitlines()[-1])
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / (a.output or "cost_eval.json")).write_text(
+        (RESULTS / (a.output or f"cost_{mode}.json")).write_text(
             json.dumps({**row, "machine": machine_info()}, indent=2) + "\n"
         )
         print(json.dumps(row, indent=2))

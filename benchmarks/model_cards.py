@@ -5,7 +5,8 @@
 Each row of the quality benchmark (every method and close-the-loop variant) gets the card hf_unlearn would publish
 with it: the card template of the package (copied to ``model_cards/TEMPLATE.md`` so it can be read without
 installing anything), the method, its settings, the forget/retain set names and sizes (never their content) and the
-committed evaluation results. ``tests/test_model_cards.py`` regenerates them and fails when they drift from the
+committed evaluation results, and the "Robustness" section where ``benchmarks/robustness.py`` ran the row.
+``tests/test_model_cards.py`` regenerates them and fails when they drift from the
 results. These models are not on the Hub (no network here); the repo ids are the names they would be pushed under.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "quality"
+ROBUSTNESS = ROOT / "benchmarks" / "results" / "robustness"
 CARDS = ROOT / "model_cards"
 REFERENCES = ("retain", "target")
 NAMESPACE = "hf-unlearn"
@@ -82,6 +84,7 @@ def render_cards() -> dict[str, str]:
     """Card text of every committed benchmark row (file name -> Markdown), plus the template copy."""
     import benchmarks.quality as quality
     from hf_unlearn import build_fictitious_authors
+    from hf_unlearn.evaluation import EvalResult
     from hf_unlearn.hub.cards import TEMPLATE, build_model_card
     from hf_unlearn.models import BUNDLED_HUB_ID
 
@@ -100,6 +103,11 @@ def render_cards() -> dict[str, str]:
             settings["optimizer_steps"] = result["steps"]
         uses_retain = method not in NO_RETAIN_SET
         metrics = {k: v for k, v in result["metrics"].items() if v is not None}
+        robust = ROBUSTNESS / path.name  # the robustness benchmark's row, when it was run
+        robustness = None
+        if robust.is_file():
+            data = json.loads(robust.read_text())
+            robustness = EvalResult("robustness", data["metrics"], data["details"])
         card = build_model_card(
             repo_id=f"{NAMESPACE}/smollm2-135m-fictitious-authors-{row.replace('_', '-')}",
             base_model=BUNDLED_HUB_ID,
@@ -112,6 +120,7 @@ def render_cards() -> dict[str, str]:
             hyperparameters=settings,
             metrics=metrics,
             citation=citation,
+            robustness=robustness,
         )
         cards[f"{row}.md"] = str(card)
     return cards

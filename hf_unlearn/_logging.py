@@ -17,3 +17,21 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropKernelsHubHint
 # TRL reads transformers' deprecated `is_gradient_checkpointing` on every trainer; the FutureWarning concerns TRL's
 # code, not the user's, and repeated on every run it hides warnings that matter.
 warnings.filterwarnings("ignore", message=r".*`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+class _OnceOnly(logging.Filter):
+    """Let a message through the first time only: bitsandbytes' 8-bit layers log the same cast notice on every forward
+    (hundreds of lines for one evaluation of an 8-bit model)."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker, self.seen = marker, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.marker not in record.getMessage():
+            return True
+        first, self.seen = not self.seen, True
+        return first
+
+
+logging.getLogger("bitsandbytes.autograd._functions").addFilter(_OnceOnly("inputs will be cast from"))

@@ -62,3 +62,13 @@ def test_quality_benchmark_weight_space_rows(name, chat_tokenizer, tmp_path, mon
     assert (0 < settings["nonzero_fraction"] <= 0.11) if name == "sta" else settings["nonzero_fraction"] > 0.2
     before = make_tiny_llama(chat_tokenizer)
     assert any(not p.equal(q) for p, q in zip(model.parameters(), before.parameters(), strict=True))
+
+
+def test_robustness_benchmark_rows_are_quality_rows_and_the_table_renders():
+    from benchmarks import robustness
+
+    assert robustness.ROWS[0] == "retain"  # every other row's Forget Quality reference runs first
+    assert set(robustness.ROWS) <= {*quality.REFERENCES, *quality.METHODS, *quality.VARIANTS}
+    row = {"method": "npo", "metrics": {"plain/forget_quality": 0.05, "relearn_10/leak_rate": 0.25}}
+    line = robustness._table([row]).splitlines()[-1]
+    assert line.startswith("| npo | 0.05 | - |") and "| 0.25 |" in line
