@@ -218,6 +218,7 @@ def robustness_child() -> dict:
     (the quality benchmark's: 40 authors, 40 retain items, 32 generated tokens)."""
     import hf_unlearn as hu
     from hf_unlearn.evaluation import builtin_tofu_splits, evaluate_robustness, evaluate_tofu
+    from hf_unlearn.sources import evaluation_splits
 
     model, tok = hu.load_model("bundled")
     model.eval()
@@ -229,11 +230,7 @@ def robustness_child() -> dict:
     result = evaluate_robustness(
         model,
         tok,
-        forget=bench["forget"],
-        holdout=bench["holdout"],
-        retain=bench["retain"],
-        forget_mcq=bench["forget_mcq"],
-        holdout_mcq=bench["holdout_mcq"],
+        **evaluation_splits("robustness", benchmark=bench, retain_size=None),
     )
     total = time.perf_counter() - t0
     # Conditions evaluated together share one timing: the prompt-only ones (one pass) and the relearning curve.

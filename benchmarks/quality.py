@@ -366,6 +366,18 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def run_child(script: str, name: str) -> dict:
+    """``script --child name`` in a fresh process: the row it prints (``RESULT {...}``) and the process's wall time."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, script, "--child", name], stdout=subprocess.PIPE, text=True, check=False)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"{name} failed (exit {proc.returncode}); see the output above.")
+    row = json.loads(lines[-1].removeprefix("RESULT "))
+    row["process_seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="*", default=None, help="run these (default: references + all methods)")
@@ -385,15 +397,7 @@ def main() -> None:
         raise SystemExit(f"Unknown methods {sorted(unknown)}; choose from {', '.join(names)}.")
     PER_METHOD.mkdir(parents=True, exist_ok=True)
     for name in a.methods if a.methods is not None else names:
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", name], stdout=subprocess.PIPE, text=True, check=False
-        )
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            raise SystemExit(f"{name} failed (exit {proc.returncode}); see the output above.")
-        row = json.loads(lines[-1].removeprefix("RESULT "))
-        row["process_seconds"] = round(time.perf_counter() - t0, 1)
+        row = run_child(__file__, name)
         (PER_METHOD / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n")
         print(f"{name}: {row.get('error') or _table([row]).splitlines()[-1]}", flush=True)
     rows = [json.loads((PER_METHOD / f"{n}.json").read_text()) for n in names if (PER_METHOD / f"{n}.json").is_file()]

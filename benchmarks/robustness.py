@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -78,6 +77,7 @@ def child(row: str) -> dict:
     import hf_unlearn as hu
     from hf_unlearn.evaluation import evaluate_robustness
     from hf_unlearn.references import prepare_references
+    from hf_unlearn.sources import evaluation_splits
 
     bench = hu.build_fictitious_authors(**Q.BENCH)
     refs = prepare_references(bench)
@@ -107,11 +107,7 @@ def child(row: str) -> dict:
     result = evaluate_robustness(
         model,
         tokenizer,
-        forget=bench["forget"],
-        holdout=bench["holdout"],
-        retain=bench["retain"],
-        forget_mcq=bench["forget_mcq"],
-        holdout_mcq=bench["holdout_mcq"],
+        **evaluation_splits("robustness", benchmark=bench, retain_size=None),
         attacks=attacks,
         reference=None if row == "retain" else str(REFERENCE),
         progress=True,
@@ -155,15 +151,7 @@ def main() -> None:
             break
         if name != "retain" and not REFERENCE.is_file():
             raise SystemExit("Run the retain row first: it is every other row's reference.")
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", name], stdout=subprocess.PIPE, text=True, check=False
-        )
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            raise SystemExit(f"{name} failed (exit {proc.returncode}); see the output above.")
-        row = json.loads(lines[-1].removeprefix("RESULT "))
-        row["process_seconds"] = round(time.perf_counter() - t0, 1)
+        row = Q.run_child(__file__, name)
         (PER_ROW / f"{name}.json").write_text(json.dumps(row, indent=1) + "\n")
         print(f"{name}: {_table([row]).splitlines()[-1]}", flush=True)
     rows = [json.loads((PER_ROW / f"{n}.json").read_text()) for n in ROWS if (PER_ROW / f"{n}.json").is_file()]

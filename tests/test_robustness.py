@@ -79,6 +79,7 @@ def test_relearning_with_zero_steps_equals_the_plain_evaluation(chat_tokenizer, 
 def full_run(chat_tokenizer, bench, tmp_path_factory):
     """Every attack once on the tiny model loaded from a folder (and that folder's state before and after)."""
     from hf_unlearn import load_model
+    from hf_unlearn.sources import evaluation_splits
 
     folder = tmp_path_factory.mktemp("model")
     make_tiny_llama(chat_tokenizer).save_pretrained(folder)
@@ -89,11 +90,7 @@ def full_run(chat_tokenizer, bench, tmp_path_factory):
     result = evaluate_robustness(
         model,
         tok,
-        forget=bench["forget"],
-        holdout=bench["holdout"],
-        retain=bench["retain"],
-        forget_mcq=bench["forget_mcq"],
-        holdout_mcq=bench["holdout_mcq"],
+        **evaluation_splits("robustness", benchmark=bench, retain_size=None),
         relearn_steps=(0, 2),
         relearn_learning_rate=1e-2,
         probe_train_size=16,
