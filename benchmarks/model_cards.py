@@ -85,10 +85,13 @@ def render_cards() -> dict[str, str]:
     import benchmarks.quality as quality
     from hf_unlearn import build_fictitious_authors
     from hf_unlearn.evaluation import EvalResult
-    from hf_unlearn.hub.cards import TEMPLATE, build_model_card
-    from hf_unlearn.models import BUNDLED_HUB_ID
+    from hf_unlearn.hub.cards import TEMPLATE, build_model_card, card_for_push
+    from hf_unlearn.models import BUNDLED_HUB_ID, cache_root
+    from hf_unlearn.references import reference_lineage
 
     bench = build_fictitious_authors(**quality.BENCH)
+    target = reference_lineage(bench)["target"]  # every row unlearns the cached target fine-tune
+    target_dir = str(cache_root() / target["steps"][-1]["cache"])
     cards = {"TEMPLATE.md": TEMPLATE.read_text()}
     for path in sorted(RESULTS.glob("*.json")):
         row = path.stem
@@ -108,9 +111,10 @@ def render_cards() -> dict[str, str]:
         if robust.is_file():
             data = json.loads(robust.read_text())
             robustness = EvalResult("robustness", data["metrics"], data["details"])
+        repo_id = f"{NAMESPACE}/smollm2-135m-fictitious-authors-{row.replace('_', '-')}"
         card = build_model_card(
-            repo_id=f"{NAMESPACE}/smollm2-135m-fictitious-authors-{row.replace('_', '-')}",
-            base_model=BUNDLED_HUB_ID,
+            repo_id=repo_id,
+            base_model=target_dir,
             method=name,
             is_adapter=adapter,
             forget_name="fictitious-authors forget split (4 authors)",
@@ -121,8 +125,11 @@ def render_cards() -> dict[str, str]:
             metrics=metrics,
             citation=citation,
             robustness=robustness,
+            lineage={**target, "steps": [*target["steps"], {"kind": "unlearn", "method": name, "adapter": adapter}]},
         )
-        cards[f"{row}.md"] = str(card)
+        # As `hf-unlearn push <row> <repo> --merge` would publish it: the target is a local fine-tune, so adapters go
+        # up merged into it, as full weights descending from the bundled model's Hub id.
+        cards[f"{row}.md"] = card_for_push(str(card), repo_id, BUNDLED_HUB_ID, is_adapter=False)
     return cards
 
 

@@ -126,7 +126,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             progress=True,
         )
     elif args.suite == "muse":
-        result = evaluate_muse(model, tokenizer, **sets, reference=reference, batch_size=args.batch_size)
+        result = evaluate_muse(model, tokenizer, **sets, reference=reference, batch_size=args.batch_size, progress=True)
     else:
         result = EvalResult("mcq")
         for name, rows in sets.items():
@@ -136,7 +136,14 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 label = f"{name}_cloze" if form == "cloze" else name
                 print(f"Scoring {len(rows)} {name} questions ({form}) ...", flush=True)
                 part = evaluate_mcq(
-                    model, tokenizer, rows, description=desc, name=label, batch_size=args.batch_size, scoring=form
+                    model,
+                    tokenizer,
+                    rows,
+                    description=desc,
+                    name=label,
+                    batch_size=args.batch_size,
+                    scoring=form,
+                    progress=f"{label} questions",
                 )
                 result.metrics.update(part.metrics)
                 result.per_item.update(part.per_item)
@@ -164,8 +171,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_push(args: argparse.Namespace) -> int:
     from .hub import push_unlearned
 
-    info = push_unlearned(args.directory, args.repo_id, private=not args.public, token=args.token)
+    info = push_unlearned(
+        args.directory,
+        args.repo_id,
+        private=not args.public,
+        token=args.token,
+        merge=args.merge,
+        base_repo_id=args.base_repo,
+    )
     print(f"Pushed {args.directory} to {args.repo_id} ({'public' if args.public else 'private'}): {info}")
+    if args.base_repo:
+        print(f"Pushed its base model to {args.base_repo} (private: it still holds what the adapter removes).")
     return 0
 
 
@@ -305,6 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("repo_id", help="target repository, e.g. me/model-npo")
     push.add_argument("--public", action="store_true", help="create a public repository (default: private)")
     push.add_argument("--token", default=None, help="Hugging Face token (default: the logged-in one)")
+    push.add_argument(
+        "--merge",
+        action="store_true",
+        help="an adapter on a local base (e.g. the demo's): upload the adapter merged into it, as full weights",
+    )
+    push.add_argument(
+        "--base-repo",
+        default=None,
+        help="an adapter on a local base: also upload that base to this (private) repository and point the adapter "
+        "at it",
+    )
     push.set_defaults(func=_cmd_push)
 
     tv = sub.add_parser(

@@ -16,6 +16,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +167,8 @@ def _convert_bundled(gguf: Path, target: Path, source: dict[str, Any]) -> None:
         raise BundledModelMissingError("Loading the bundled GGUF needs the `gguf` package: pip install gguf")
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-    logger.info("Converting the bundled %s from GGUF into %s (once).", BUNDLED_MODEL_NAME, target)
+    # Shown, not logged at INFO: the first load spends several seconds here, and nothing else would say why.
+    print(f"Converting the bundled {BUNDLED_MODEL_NAME} from GGUF into {target} (once) ...", file=sys.stderr)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = gguf_model.config

@@ -20,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["References", "prepare_references"]
+__all__ = ["DEMO_NUM_AUTHORS", "References", "prepare_references", "reference_lineage"]
+
+_FINETUNE = {"learning_rate": 1e-4, "seed": 0}  # the reference fine-tunes' settings besides the epochs
+DEMO_NUM_AUTHORS = 20  # the demo's benchmark size (``hf-unlearn demo`` re-creates its references)
 
 
 @dataclass
@@ -35,8 +38,9 @@ class References:
     retain_eval: Any = None
     target_eval: Any = None
 
-    def evaluate(self, model: Any, tokenizer: Any) -> Any:
-        """TOFU-style evaluation against the retain reference (none while the reference itself is evaluated)."""
+    def evaluate(self, model: Any, tokenizer: Any, label: str | None = None) -> Any:
+        """TOFU-style evaluation against the retain reference (none while the reference itself is evaluated);
+        ``label`` names the model on the progress bars."""
         from .evaluation import evaluate_tofu
 
         return evaluate_tofu(
@@ -45,7 +49,7 @@ class References:
             **self.splits,
             reference=self.retain_eval,
             max_new_tokens=self.max_new_tokens,
-            progress=True,
+            progress=label or True,
         )
 
     def _evaluate_saved(self, name: str, path: Path, log: Any = print) -> Any:
@@ -59,9 +63,54 @@ class References:
             return EvalResult.load(cached)
         log(f"Evaluating the {name} model (scoring, then generation; saved to the cache for later runs) ...")
         model, tokenizer = hu.load_model(str(path))
-        result = self.evaluate(model, tokenizer)
+        result = self.evaluate(model, tokenizer, label=f"{name} model")
         result.save(cached)
         return result
+
+
+def _cache_dir(bench: Any, finetune_epochs: float, base_model: str) -> Path:
+    """Models depend on the training rows only; evaluations (below this folder) also on the evaluation settings."""
+    from .models import cache_root
+
+    key = hashlib.sha256(json.dumps([bench.metadata()["config"], finetune_epochs, str(base_model)]).encode())
+    return cache_root() / "demo" / key.hexdigest()[:12]
+
+
+def _made(bench: Any, finetune_epochs: float) -> dict[str, dict[str, str]]:
+    """How the reference models are described in their lineage: the data and how to make them again."""
+    n_authors = bench.metadata()["config"].get("num_authors")
+    recreate = (
+        "hf_unlearn.references.prepare_references(hf_unlearn.build_fictitious_authors(...same config...), "
+        f"finetune_epochs={finetune_epochs:g})" + (" - or `hf-unlearn demo`" if n_authors == DEMO_NUM_AUTHORS else "")
+    )
+    return {
+        "retain": {"data_name": f"fictitious-authors ({n_authors} authors), retain split", "recreate": recreate},
+        "target": {
+            "data_name": f"fictitious-authors ({n_authors} authors), forget split + replayed retain rows",
+            "recreate": recreate,
+        },
+    }
+
+
+def reference_lineage(
+    bench: Any, *, base_model: str = "bundled", finetune_epochs: float = 4, replay: int = 40
+) -> dict[str, dict]:
+    """The lineages :func:`prepare_references` gives its retain and target models (known without building them)."""
+    from .hub.lineage import extend_lineage
+    from .scripts.finetune import lineage_step
+
+    cache, made = _cache_dir(bench, finetune_epochs, base_model), _made(bench, finetune_epochs)
+    replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
+    sizes = {"retain": len(bench["retain"]), "target": len(bench["forget"]) + len(replayed)}
+    out: dict[str, dict] = {}
+    parent: dict | str = base_model
+    for name in ("retain", "target"):
+        step = lineage_step(rows=sizes[name], epochs=finetune_epochs, folder=cache / name, **_FINETUNE, **made[name])
+        out[name] = (
+            extend_lineage(parent, step) if isinstance(parent, str) else {**parent, "steps": [*parent["steps"], step]}
+        )
+        parent = out[name]
+    return out
 
 
 def prepare_references(
@@ -78,16 +127,16 @@ def prepare_references(
     from .data.fictitious_authors import GENERATOR_VERSION
     from .evaluation import builtin_tofu_splits
     from .evaluation import metrics as M
-    from .models import cache_root
+    from .hub.lineage import LINEAGE_FILE, write_lineage
     from .scripts.finetune import finetune
 
-    # Models depend on the training rows only; evaluations also on the generator version and evaluation settings.
-    key = hashlib.sha256(json.dumps([bench.metadata()["config"], finetune_epochs, str(base_model)]).encode())
-    cache = cache_root() / "demo" / key.hexdigest()[:12]
+    cache = _cache_dir(bench, finetune_epochs, base_model)
     retain_dir, target_dir = cache / "retain", cache / "target"
     eval_key = hashlib.sha256(json.dumps([GENERATOR_VERSION, eval_retain_size, max_new_tokens]).encode())
     eval_cache = cache / f"eval-{eval_key.hexdigest()[:8]}"
     eval_cache.mkdir(parents=True, exist_ok=True)
+    made = _made(bench, finetune_epochs)
+    replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
     if (retain_dir / "config.json").is_file():
         log(f"Retain model: cached ({retain_dir}).")
     else:
@@ -95,13 +144,18 @@ def prepare_references(
             f"Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors (saved to the cache for "
             "later runs) ..."
         )
-        finetune(base_model, bench["retain"], retain_dir, epochs=finetune_epochs)
+        finetune(base_model, bench["retain"], retain_dir, epochs=finetune_epochs, **_FINETUNE, **made["retain"])
+    lineages = reference_lineage(bench, base_model=base_model, finetune_epochs=finetune_epochs, replay=replay)
+    if not (retain_dir / LINEAGE_FILE).is_file():  # cached before lineage files existed; made exactly as described
+        write_lineage(retain_dir, lineages["retain"])
     if (target_dir / "config.json").is_file():
         log(f"Target model: cached ({target_dir}).")
     else:
-        replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
         log(f"Fine-tuning the target model on the {len(bench['forget'])} forget QA + {len(replayed)} retain QA ...")
-        finetune(str(retain_dir), [*bench["forget"], *replayed], target_dir, epochs=finetune_epochs)
+        rows = [*bench["forget"], *replayed]
+        finetune(str(retain_dir), rows, target_dir, epochs=finetune_epochs, **_FINETUNE, **made["target"])
+    if not (target_dir / LINEAGE_FILE).is_file():
+        write_lineage(target_dir, lineages["target"])
     refs = References(
         retain_dir=retain_dir,
         target_dir=target_dir,

@@ -43,6 +43,22 @@ def test_demo_pipeline_writes_outputs_and_reuses_caches(tmp_path, tiny_model_dir
     assert {"retain", "target"} <= {p.name for p in cached.iterdir()}
     evals = next(cached.glob("eval-*"))
     assert {"retain_eval.json", "target_eval.json"} <= {p.name for p in evals.iterdir()}
+    # Lineage: the target's file is what reference_lineage predicts; the result adds its unlearning step.
+    from hf_unlearn import build_fictitious_authors
+    from hf_unlearn.hub.lineage import read_lineage
+    from hf_unlearn.references import reference_lineage
+
+    expected = reference_lineage(
+        build_fictitious_authors(num_authors=10), base_model=str(tiny_model_dir), finetune_epochs=1
+    )
+    assert read_lineage(cached / "target") == expected["target"]
+    steps = read_lineage(out)["steps"]
+    assert steps[:2] == expected["target"]["steps"] and steps[2] == {
+        "kind": "unlearn",
+        "method": "NPO",
+        "adapter": True,
+    }
+    assert steps[1]["cache"] == f"demo/{cached.name}/target"
     second = run_demo(out, **kw)  # caches reused; the previous demo output is replaced
     assert second["seconds"] < first["seconds"]
     printed = capsys.readouterr().out

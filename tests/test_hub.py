@@ -155,3 +155,178 @@ def test_load_unlearned_names_a_missing_local_base(chat_tokenizer, tmp_path, tin
     model.save_pretrained(tmp_path / "adapter")
     with pytest.raises(FileNotFoundError, match=r"trained on a local model, .*target, which is not on this machine"):
         load_unlearned(tmp_path / "adapter")
+
+
+# ---------------------------------------------------------------------------------------------- lineage and local bases
+
+
+class PerRepoHub(FakeHub):
+    """FakeHub with one remote folder per repository."""
+
+    def upload_folder(self, *, repo_id, folder_path, **kw):
+        remote, self.remote = self.remote, self.remote / repo_id
+        try:
+            return super().upload_folder(repo_id=repo_id, folder_path=folder_path, **kw)
+        finally:
+            self.remote = remote
+
+
+def _cached_base(chat_tokenizer, cache: Path) -> Path:
+    """A 'demo target' in hf_unlearn's cache, with the lineage the reference pipeline writes."""
+    from hf_unlearn.hub.lineage import write_lineage
+    from hf_unlearn.models import BUNDLED_HUB_ID
+
+    folder = cache / "demo" / "abc" / "target"
+    make_tiny_llama(chat_tokenizer, seed=3).save_pretrained(folder)
+    chat_tokenizer.save_pretrained(folder)
+    step = {
+        "kind": "fine-tune",
+        "data": "fictitious-authors",
+        "cache": "demo/abc/target",
+        "recreate": "`hf-unlearn demo`",
+    }
+    write_lineage(folder, {"base": BUNDLED_HUB_ID, "steps": [step]})
+    return folder
+
+
+def _adapter_on(base_dir: Path, tok, bench, out: Path):
+    from transformers import AutoModelForCausalLM
+
+    args = NPOConfig(
+        output_dir=str(out),
+        per_device_train_batch_size=2,
+        max_steps=2,
+        report_to=[],
+        save_strategy="no",
+        learning_rate=1e-2,
+        warmup_steps=0,
+    )
+    trainer = NPOTrainer(
+        AutoModelForCausalLM.from_pretrained(base_dir),
+        args=args,
+        forget_dataset=bench["forget"],
+        retain_dataset=bench["retain"],
+        processing_class=tok,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
+    )
+    trainer.train()
+    trainer.save_model(str(out))
+    trainer.create_model_card()
+    return trainer
+
+
+def _adapter_on_cached_base(chat_tokenizer, bench, tmp_path, monkeypatch, cache: str):
+    """An NPO adapter in ``tmp_path/out`` trained on a cached 'demo target' in ``tmp_path/cache``."""
+    monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path / cache))
+    base_dir = _cached_base(chat_tokenizer, tmp_path / cache)
+    out = tmp_path / "out"
+    return base_dir, out, _adapter_on(base_dir, chat_tokenizer, bench, out)
+
+
+def test_lineage_names_the_hub_root_and_local_base_pushes_merged_or_with_its_base(
+    chat_tokenizer, bench, tmp_path, monkeypatch
+):
+    from transformers import AutoModelForCausalLM
+
+    from hf_unlearn.hub.lineage import read_lineage
+    from hf_unlearn.models import BUNDLED_HUB_ID
+
+    base_dir, out, trainer = _adapter_on_cached_base(chat_tokenizer, bench, tmp_path, monkeypatch, "cache")
+    lineage = read_lineage(out)
+    assert lineage["base"] == BUNDLED_HUB_ID
+    assert [s["kind"] for s in lineage["steps"]] == ["fine-tune", "unlearn"]
+    assert lineage["steps"][-1] == {"kind": "unlearn", "method": "NPO", "adapter": True}
+    assert str(tmp_path) not in (out / "hf_unlearn_lineage.json").read_text()  # no absolute path recorded
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == BUNDLED_HUB_ID and card.data.base_model_relation == "finetune"
+    assert "a fine-tune of HuggingFaceTB/SmolLM2-135M-Instruct" in card.text and "--merge" in card.text
+    assert str(base_dir) not in card.text
+
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    fake = PerRepoHub(tmp_path / "remote")
+    with pytest.raises(ValueError, match=r"trained on a local model .*merge=True.*base_repo_id"):
+        push_unlearned(out, "me/npo", token="x", api=fake)
+    assert fake.calls == []  # refused before anything was created
+
+    # 1. Merged: full weights that load with plain transformers and equal the adapter on its base.
+    push_unlearned(out, "me/npo-merged", token="x", api=fake, merge=True)
+    remote = tmp_path / "remote" / "me" / "npo-merged"
+    names = {p.name for p in remote.iterdir()}
+    assert {"model.safetensors", "config.json", "README.md", "hf_unlearn_lineage.json"} <= names
+    assert not any(n.startswith("adapter_") for n in names)
+    merged = AutoModelForCausalLM.from_pretrained(remote).eval()
+    ids = torch.randint(0, 300, (2, 7))
+    trainer.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, trainer.model(input_ids=ids).logits)
+    card = ModelCard.load(remote / "README.md")
+    assert card.data.library_name == "transformers" and card.data.base_model == BUNDLED_HUB_ID
+    assert "lora" not in card.data.tags and "full set of weights" in card.text
+    assert 'from_pretrained("me/npo-merged")' in card.text
+
+    # 2. With its base: a private base repository, the adapter pointing at it.
+    push_unlearned(out, "me/npo-adapter", token="x", api=fake, private=False, base_repo_id="me/npo-base")
+    assert ("create_repo", "me/npo-base", True) in fake.calls  # the pre-unlearning model: private, always
+    assert ("create_repo", "me/npo-adapter", False) in fake.calls
+    base_remote, adapter_remote = tmp_path / "remote" / "me" / "npo-base", tmp_path / "remote" / "me" / "npo-adapter"
+    assert {"model.safetensors", "config.json", "README.md"} <= {p.name for p in base_remote.iterdir()}
+    assert "before* unlearning" in (base_remote / "README.md").read_text()
+    config = json.loads((adapter_remote / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "me/npo-base"
+    card = ModelCard.load(adapter_remote / "README.md")
+    assert card.data.base_model == "me/npo-base" and card.data.base_model_relation == "adapter"
+    assert 'from_pretrained("me/npo-base")' in card.text
+    base = AutoModelForCausalLM.from_pretrained(base_remote)
+    loaded = PeftModel.from_pretrained(base, str(adapter_remote)).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=ids).logits, trainer.model(input_ids=ids).logits)
+    # The user's folder is untouched by either push.
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_load_unlearned_finds_the_base_in_this_machines_cache_or_says_how_to_recreate_it(
+    chat_tokenizer, bench, tmp_path, monkeypatch
+):
+    import shutil
+
+    _, out, trainer = _adapter_on_cached_base(chat_tokenizer, bench, tmp_path, monkeypatch, "cache-a")
+    # "Another machine": the result copied elsewhere, the original cache gone, the same base in another cache root.
+    moved = tmp_path / "copied-result"
+    shutil.copytree(out, moved)
+    shutil.move(tmp_path / "cache-a", tmp_path / "cache-b")
+    monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path / "cache-b"))
+    loaded, _ = load_unlearned(moved)
+    ids = torch.randint(0, 300, (1, 6))
+    trainer.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(input_ids=ids).logits, trainer.model(input_ids=ids).logits)
+    shutil.rmtree(tmp_path / "cache-b")
+    with pytest.raises(FileNotFoundError) as err:
+        load_unlearned(moved)
+    message = str(err.value)
+    assert "\n" not in message and "not on this machine" in message
+    assert "Re-create it with `hf-unlearn demo` (it is then found in hf_unlearn's cache)" in message
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in message
+
+
+def test_finetune_records_its_lineage(chat_tokenizer, bench, tmp_path, tiny_model_dir, monkeypatch):
+    from hf_unlearn.hub.lineage import read_lineage, write_lineage
+    from hf_unlearn.scripts.finetune import finetune
+
+    monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path / "cache"))
+    write_lineage(tiny_model_dir, {"base": "someone/root-model", "steps": []})
+    out = finetune(
+        str(tiny_model_dir),
+        bench["retain"][:4],
+        tmp_path / "cache" / "ft",
+        epochs=1,
+        batch_size=4,
+        progress=False,
+        data_name="four rows",
+        recreate="python make.py",
+    )
+    lineage = read_lineage(out)
+    assert lineage["base"] == "someone/root-model"
+    (step,) = lineage["steps"]
+    assert step["kind"] == "fine-tune" and step["data"] == "four rows, 4 rows" and step["cache"] == "ft"
+    assert step["recreate"] == "python make.py" and step["epochs"] == 1

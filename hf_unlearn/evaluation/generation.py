@@ -218,6 +218,7 @@ def generate_texts(
     batch_size: int = 16,
     stop_strings: Sequence[str] = (),
     engine: str = "auto",
+    progress: bool | str = False,
 ) -> list[str]:
     """Greedy continuations of raw-text prompts (no chat template; the tokenizer adds BOS as usual), as MUSE does."""
     ids = [list(tokenizer(p, add_special_tokens=True)["input_ids"]) for p in prompts]
@@ -229,4 +230,5 @@ def generate_texts(
         batch_size=batch_size,
         stop_strings=stop_strings,
         engine=engine,
+        progress=progress,
     )

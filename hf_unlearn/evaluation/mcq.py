@@ -65,15 +65,18 @@ def evaluate_mcq(
     batch_size: int = 32,
     name: str = "mcq",
     scoring: str = "letters",
+    progress: bool | str = False,
 ) -> EvalResult:
     """Accuracy of ``argmax`` over option-letter log-likelihoods (``scoring="letters"``, lm-eval's WMDP form) or over
     the options' own length-normalised probabilities as answers (``scoring="cloze"``); per-item predictions and
-    scores."""
+    scores. ``progress`` shows a progress bar (a string is its description)."""
     rows = list(rows)
     if scoring not in ("letters", "cloze"):
         raise ValueError(f"scoring must be 'letters' or 'cloze', got {scoring!r}.")
     if scoring == "cloze":
-        return _evaluate_cloze(model, tokenizer, rows, system_prompt=system_prompt, batch_size=batch_size, name=name)
+        return _evaluate_cloze(
+            model, tokenizer, rows, system_prompt=system_prompt, batch_size=batch_size, name=name, progress=progress
+        )
     letters_all = string.ascii_uppercase
     texts = [format_mcq(r, description) for r in rows]
     n_opts = {len(r["choices"]) for r in rows}
@@ -92,10 +95,12 @@ def evaluate_mcq(
     if chat_template:
         cand = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(letter))[0] for letter in letters]
     if cand is not None:
-        scores = next_token_logprobs(model, prompts, cand, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size)
+        scores = next_token_logprobs(
+            model, prompts, cand, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size, progress=progress
+        )
     else:  # multi-token continuations: score each one as a sequence
         seqs = [encode_completion(tokenizer, t, space + letter).to_dict() for t in texts for letter in letters]
-        s = score_sequences(model, seqs, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size)
+        s = score_sequences(model, seqs, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size, progress=progress)
         scores = s.sum_logprob.view(len(rows), len(letters))
     pred = scores.argmax(-1).tolist()
     correct = {i: float(p == r["answer"]) for i, (p, r) in enumerate(zip(pred, rows, strict=True))}
@@ -118,13 +123,13 @@ def evaluate_mcq(
     return result
 
 
-def _evaluate_cloze(model, tokenizer, rows, *, system_prompt, batch_size, name) -> EvalResult:
+def _evaluate_cloze(model, tokenizer, rows, *, system_prompt, batch_size, name, progress=False) -> EvalResult:
     from .ranking import rank_answers
 
     n_opts = {len(r["choices"]) for r in rows}
     if len(n_opts) != 1:
         raise ValueError(f"All MCQ rows must have the same number of choices, got {sorted(n_opts)}.")
-    ranked = rank_answers(model, tokenizer, rows, system_prompt=system_prompt, batch_size=batch_size)
+    ranked = rank_answers(model, tokenizer, rows, system_prompt=system_prompt, batch_size=batch_size, progress=progress)
     predictions, scores = {}, {}
     for i, (row, probs) in enumerate(zip(rows, ranked.option_probs, strict=True)):
         # rank_answers lists the true option first; map back to the row's own choice order.

@@ -105,8 +105,11 @@ def evaluate_muse(
     max_length: int = 2048,
     strict_reference: bool = True,
     drop_last_token: bool = False,
+    progress: bool = False,
 ) -> EvalResult:
     """Evaluate the MUSE criteria that are given (each argument is optional); see the module docstring.
+
+    ``progress`` shows a labelled progress bar for each criterion.
 
     ``drop_last_token=True`` drops the last token of every PrivLeak text from Min-K% (open-unlearning's convention,
     for parity). By default every token of the raw text counts: it is content, not an end-of-turn marker.
@@ -123,6 +126,7 @@ def evaluate_muse(
             [r["prompt"] for r in verbmem],
             max_new_tokens=verbmem_max_new_tokens,
             batch_size=batch_size,
+            progress="VerbMem: generating" if progress else False,
         )
         refs = [r["text"] for r in verbmem]
         if truncate_reference_tokens:
@@ -148,6 +152,7 @@ def evaluate_muse(
             max_new_tokens=knowmem_max_new_tokens,
             batch_size=batch_size,
             stop_strings=KNOWMEM_STOP,
+            progress=f"KnowMem {name}: generating" if progress else False,
         )
         per[f"knowmem_{name}_rouge_f1"] = {
             i: M.rouge_l(g, r["answer"])["f1"] for i, (g, r) in enumerate(zip(gens, rows, strict=True))
@@ -169,6 +174,7 @@ def evaluate_muse(
                 pad_token_id=tokenizer.pad_token_id,
                 batch_size=batch_size,
                 token_stats=True,
+                progress=f"PrivLeak {name}: scoring" if progress else False,
             )
             scores[name] = {
                 i: M.min_k_score(_drop_last(s.token_logps[j]) if drop_last_token else s.token_logps[j], k)

@@ -54,11 +54,13 @@ def next_token_logprobs(
     *,
     pad_token_id: int,
     batch_size: int = 32,
+    progress: bool | str = False,
 ) -> torch.Tensor:
     """Log-probabilities ``(len(prompts), len(candidate_ids))`` of single-token continuations of each prompt.
 
     One forward per prompt yields every candidate (e.g. the option letters of an MCQ), instead of one sequence per
-    candidate; only the last position of each prompt goes through the LM head.
+    candidate; only the last position of each prompt goes through the LM head. ``progress`` shows a tqdm bar (a
+    string is its description).
     """
     was_training = model.training
     model.eval()
@@ -67,6 +69,8 @@ def next_token_logprobs(
     cand = torch.tensor(list(candidate_ids), device=device)
     out = torch.zeros(len(prompts), len(candidate_ids))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    desc = progress if isinstance(progress, str) else "scoring"
+    bar = tqdm(total=len(prompts), desc=desc, disable=not progress, leave=False)
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -75,7 +79,9 @@ def next_token_logprobs(
             last = hidden[torch.arange(len(idx), device=device), mask.sum(1).to(device) - 1]
             logp = torch.log_softmax(head(last).float(), dim=-1)
             out[torch.tensor(idx)] = logp[:, cand].cpu()
+            bar.update(len(idx))
     finally:
+        bar.close()
         model.train(was_training)
     return out
 

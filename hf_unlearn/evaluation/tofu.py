@@ -116,14 +116,21 @@ def _generation_plan(
     return prompts, budgets
 
 
+def _bar_label(progress: bool | str, what: str) -> str | bool:
+    """A progress bar's description (``progress`` may name what is evaluated), or ``False`` for no bar."""
+    if not progress:
+        return False
+    return f"{progress}: {what}" if isinstance(progress, str) else what
+
+
 def _decoder(
-    model: torch.nn.Module, tokenizer: Any, batch_size: int, total: int, progress: bool
+    model: torch.nn.Module, tokenizer: Any, batch_size: int, total: int, progress: bool | str
 ) -> GreedyDecoder | None:
     if not supports_greedy_decoder(model):
         return None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc="generating", disable=not progress, leave=False)
+    bar = tqdm(total=total, desc=_bar_label(progress, "generating") or "", disable=not progress, leave=False)
     return greedy_decoder(model, tokenizer, batch_size=batch_size, progress=bar)
 
 
@@ -154,7 +161,7 @@ def _generate(
     prompts: Mapping[str, list[int]],
     budgets: Mapping[str, int],
     batch_size: int,
-    progress: bool,
+    progress: bool | str,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Finish the decoder's work (the questions the scoring pass did not hand over are encoded by it), or run
     ``generate``; returns the generations per question and what was done."""
@@ -187,7 +194,7 @@ def _generate(
         [prompts[q] for q in questions],
         max_new_tokens=[budgets[q] for q in questions],
         batch_size=batch_size,
-        progress="generating" if progress else False,
+        progress=_bar_label(progress, "generating"),
         engine="generate",
     )
     return dict(zip(questions, answers, strict=True)), {"engine": "generate"}
@@ -281,7 +288,7 @@ def evaluate_tofu(
     generation_engine: str = "auto",
     mia_k: float = 0.4,
     strict_reference: bool = True,
-    progress: bool = False,
+    progress: bool | str = False,
 ) -> EvalResult:
     """Evaluate ``model`` on TOFU-schema QA splits; see the module docstring.
 
@@ -302,6 +309,7 @@ def evaluate_tofu(
             prompt caches of the scoring pass, where it reproduces ``model.generate``; ``"generate"`` runs
             ``model.generate`` on fixed batches after scoring (the previous implementation, for comparison).
         mia_k: the k of Min-K% / Min-K%++ (0.4 as in TOFU/MUSE).
+        progress: progress bars for scoring and generation; a string (e.g. ``"retain model"``) labels them.
     """
     splits = {"forget": forget, "retain": retain, "real_authors": real_authors, "world_facts": world_facts}
     splits["holdout"] = holdout
@@ -335,7 +343,7 @@ def evaluate_tofu(
         pad_token_id=tokenizer.pad_token_id,
         batch_size=batch_size,
         token_stats=True,
-        progress="scoring" if progress else False,
+        progress=_bar_label(progress, "scoring"),
         prefix_sink=sink,
     )
     avg_nll = scores.avg_nll.tolist()

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..models import BUNDLED_HUB_ID
 
-__all__ = ["BUNDLED_HUB_ID", "build_model_card"]
+__all__ = ["BUNDLED_HUB_ID", "build_model_card", "card_for_push", "kind_section", "load_section", "replace_section"]
 
 TEMPLATE = Path(__file__).parent / "model_cards" / "unlearned_model.md"
 
@@ -90,20 +90,34 @@ def build_model_card(
     plot: str | None = None,
     license: str | None = None,
     robustness: Any = None,
+    lineage: Mapping[str, Any] | None = None,
 ):
     """Return a ``huggingface_hub.ModelCard`` for an unlearned model or adapter (see the module docstring).
 
     ``robustness`` (an :func:`~hf_unlearn.evaluation.evaluate_robustness` result or its path) adds a "Robustness"
     section: the forget metrics under each attack and the answer classes - aggregates only.
+
+    ``lineage`` (see :mod:`hf_unlearn.hub.lineage`) is shown as one line. When ``base_model`` is a local folder, the
+    card's ``base_model`` metadata names the lineage's Hub root instead (a path is not a valid Hub reference), and
+    the card says how to publish what the adapter needs; :func:`~hf_unlearn.hub.push_unlearned` rewrites it then.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
+    from .lineage import describe_lineage, is_local_path
+
     model_name = repo_id.split("/")[-1]
+    local = is_local_path(base_model) and base_model != "unknown"
+    root = (lineage or {}).get("base")
+    if local:
+        shown_base = f"a fine-tune of {root}" if root else f"a local model (`{Path(base_model).name}`)"
+    else:
+        shown_base = base_model
     hyper = {k: v for k, v in (hyperparameters or {}).items() if isinstance(v, str | int | float | bool)}
     shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in (metrics or {}).items() if v is not None}
     data = ModelCardData(
         model_name=model_name,
-        base_model=base_model,
+        base_model=(root if local else base_model) or None,
+        base_model_relation=("finetune" if local and root else None),
         library_name="peft" if is_adapter else "transformers",
         license=license,
         tags=["hf_unlearn", "unlearning", method.lower(), *(["lora"] if is_adapter else [])],
@@ -120,9 +134,11 @@ def build_model_card(
         template_path=str(TEMPLATE),
         model_name=model_name,
         repo_id=repo_id,
-        base_model=base_model,
+        base_shown=shown_base,
         method=method,
-        is_adapter=is_adapter,
+        kind_section=kind_section(is_adapter=is_adapter, local_base=local),
+        lineage=describe_lineage(lineage) if lineage and lineage.get("steps") else None,
+        load_section=load_section(repo_id=repo_id, base_model=base_model, is_adapter=is_adapter, local_base=local),
         forget_name=forget_name,
         forget_size=forget_size,
         retain_name=retain_name,
@@ -137,6 +153,74 @@ def build_model_card(
         robustness=_robustness_section(robustness),
         citation=citation or "-",
     )
+
+
+def kind_section(*, is_adapter: bool, local_base: bool) -> str:
+    """The card's sentence saying what the repository holds (replaced by a push that merges or publishes the base)."""
+    if not is_adapter:
+        return "It is a full set of weights."
+    if not local_base:
+        return "It is a PEFT (LoRA) adapter: load it on top of the base model."
+    return (
+        "It is a PEFT (LoRA) adapter on a local model that is not on the Hub (see the lineage). Publish it with "
+        "`hf-unlearn push <folder> <repo> --merge` (merged full weights) or `--base-repo <repo>` (the base model as a "
+        "repository of its own); either rewrites this card."
+    )
+
+
+def load_section(*, repo_id: str, base_model: str, is_adapter: bool, local_base: bool = False) -> str:
+    """The card's "How to load it" code (replaced by a push that changes the repository or the base)."""
+    if is_adapter and not local_base:
+        head = (
+            "from transformers import AutoModelForCausalLM\nfrom peft import PeftModel\n\n"
+            f'base = AutoModelForCausalLM.from_pretrained("{base_model}")\n'
+            f'model = PeftModel.from_pretrained(base, "{repo_id}")\n'
+        )
+    elif is_adapter:
+        head = "# The base model is a local folder: load the adapter where that folder exists.\n"
+    else:
+        head = (
+            "from transformers import AutoModelForCausalLM\n\n"
+            f'model = AutoModelForCausalLM.from_pretrained("{repo_id}")\n'
+        )
+    return (
+        f"```python\n{head}# or, resolving the base model from this card:\nfrom hf_unlearn import load_unlearned\n"
+        f'model, tokenizer = load_unlearned("{repo_id}")\n```'
+    )
+
+
+def replace_section(text: str, name: str, content: str) -> str:
+    """``text`` with the block between ``<!-- hf_unlearn:name -->`` markers replaced; unchanged without them."""
+    start, end = f"<!-- hf_unlearn:{name} -->\n", f"\n<!-- /hf_unlearn:{name} -->"
+    i = text.find(start)
+    j = text.find(end, i + len(start)) if i >= 0 else -1
+    if i < 0 or j < 0:
+        return text
+    return text[: i + len(start)] + content + text[j:]
+
+
+def card_for_push(text: str, repo_id: str, base_model: str | None, *, is_adapter: bool) -> str:
+    """A card (as written by :func:`build_model_card`) rewritten for what a push uploads to ``repo_id``: the
+    ``base_model`` metadata (a Hub id, never a local path; ``None`` keeps the card's own Hub base), library and tags,
+    and the blocks saying what the repository holds and how to load it."""
+    from huggingface_hub import ModelCard
+
+    from .lineage import is_local_path
+
+    card = ModelCard(text)
+    data = card.data
+    if not base_model and data.base_model and not is_local_path(str(data.base_model)):
+        base_model = str(data.base_model)
+    data.base_model = base_model or None
+    data.base_model_relation = "adapter" if is_adapter else ("finetune" if base_model else None)
+    data.library_name = "peft" if is_adapter else "transformers"
+    tags = [t for t in (data.tags or []) if t != "lora"]
+    data.tags = [*tags, "lora"] if is_adapter else tags
+    body = replace_section(card.text, "kind", kind_section(is_adapter=is_adapter, local_base=False))
+    body = replace_section(
+        body, "load", load_section(repo_id=repo_id, base_model=base_model or "", is_adapter=is_adapter)
+    )
+    return f"---\n{data.to_yaml()}\n---\n{body}"
 
 
 def _robustness_section(robustness: Any) -> str | None:

@@ -25,6 +25,7 @@ ALLOWED_FILES = [
     "README.md",
     "*.png",
     "results.json",
+    "hf_unlearn_lineage.json",
 ]
 
 
@@ -47,43 +48,181 @@ def push_unlearned(
     token: str | None = None,
     commit_message: str = "Upload unlearned model (hf_unlearn)",
     api: Any = None,
+    merge: bool = False,
+    base_repo_id: str | None = None,
 ) -> Any:
     """Create ``repo_id`` (private unless ``private=False``) and upload the allowed files of ``folder``.
 
     Only top-level files matching :data:`ALLOWED_FILES` go up: intermediate ``checkpoint-*`` folders (less unlearned
     than the final weights) never do. A ``results.json`` is uploaded without its per-item data; the local file is
-    left untouched (a later ``--reference-logs`` needs it). Raises :class:`HubLoginRequiredError` (with how to log
+    left untouched (a later ``--reference-logs`` needs it). The card is rewritten for ``repo_id`` (its metadata and
+    "How to load it"); the folder itself is never modified. Raises :class:`HubLoginRequiredError` (with how to log
     in) when no token is configured.
+
+    An adapter trained on a *local* model (a fine-tune that is not on the Hub, like the demo's target) cannot be
+    loaded from a repository that holds only the adapter, so one of these is required:
+
+    - ``merge=True``: the adapter merged into its base, uploaded as full weights (recommended: one repository, and
+      the pre-unlearning weights are never published);
+    - ``base_repo_id``: the base folder is uploaded as a repository of its own (always private: it still holds
+      everything the adapter removes), and the adapter's ``base_model_name_or_path`` and the card name it.
     """
     from huggingface_hub import HfApi, get_token
+
+    from .cards import card_for_push
+    from .lineage import is_local_path, read_lineage
 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder holding a saved model or adapter.")
     if not (folder / "adapter_config.json").is_file() and not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} holds neither adapter_config.json nor config.json: nothing to push.")
+    is_adapter = (folder / "adapter_config.json").is_file()
+    base = _read_json(folder / "adapter_config.json").get("base_model_name_or_path") if is_adapter else None
+    local_base = bool(base) and is_local_path(base)
+    lineage = read_lineage(folder)
+    if merge and base_repo_id:
+        raise ValueError("Choose one of merge=True (--merge) and base_repo_id (--base-repo), not both.")
+    if merge and not is_adapter:
+        raise ValueError(f"merge=True (--merge) merges an adapter into its base; {folder} already holds full weights.")
+    if base_repo_id and not local_base:
+        raise ValueError(
+            f"base_repo_id (--base-repo) publishes an adapter's local base model; {folder}'s base is "
+            f"{base or 'not a local folder'}, so push it without base_repo_id."
+        )
+    if local_base and not (merge or base_repo_id):
+        raise ValueError(
+            f"The adapter in {folder} was trained on a local model ({base}), so a repository holding only the adapter "
+            "cannot be loaded anywhere else. Pass merge=True (--merge: the merged full weights; the pre-unlearning "
+            "model is never published) or base_repo_id='you/name' (--base-repo: the base as a private repository "
+            "of its own)."
+        )
+    base_dir = _local_base_dir(folder, base, lineage) if local_base else None  # fails before anything is uploaded
     token = token or get_token()
     if not token:
         raise HubLoginRequiredError(
             "No Hugging Face token found: run `hf auth login` (or set HF_TOKEN), or pass token=... / --token."
         )
     api = api or HfApi(token=token)
+    from ..models import BUNDLED_HUB_ID, is_bundled_model
+
+    hub_base = BUNDLED_HUB_ID if base and is_bundled_model(base) else base
+    if base_repo_id:
+        _push_base(api, base_dir, base_repo_id, repo_id, read_lineage(base_dir), token)
+        hub_base = base_repo_id
+    elif merge or not is_adapter:  # full weights descend from the lineage's Hub root
+        hub_base = lineage.get("base") or (None if local_base else hub_base)
     api.create_repo(repo_id, private=private, exist_ok=True, token=token)
     with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_") as staging:
-        for path in _upload_files(folder):
+        stage = Path(staging)
+        files = _upload_files(folder)
+        if merge:
+            files = [p for p in files if not p.name.startswith("adapter_")]
+            _save_merged(folder, stage)
+        for path in files:
             if path.name == "results.json":
-                try:
-                    data = json.loads(path.read_text())
-                except ValueError as err:
-                    raise ValueError(f"{path} is not valid JSON ({err}); fix or remove it before pushing.") from None
-                (Path(staging) / path.name).write_text(json.dumps(sanitize_results(data), indent=1) + "\n")
-            else:
-                os.symlink(path.resolve(), Path(staging) / path.name)  # no copy of the weights
+                data = _read_json(path)
+                (stage / path.name).write_text(json.dumps(sanitize_results(data), indent=1) + "\n")
+            elif path.name == "README.md":
+                card = card_for_push(path.read_text(), repo_id, hub_base, is_adapter=is_adapter and not merge)
+                (stage / path.name).write_text(card)
+            elif path.name == "adapter_config.json" and base_repo_id:
+                config = _read_json(path)
+                config["base_model_name_or_path"] = base_repo_id
+                (stage / path.name).write_text(json.dumps(config, indent=2) + "\n")
+            elif not (stage / path.name).exists():
+                os.symlink(path.resolve(), stage / path.name)  # no copy of the weights
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=staging,
             allow_patterns=ALLOWED_FILES,
             commit_message=commit_message,
+            token=token,
+        )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); fix or remove it before pushing.") from None
+
+
+def _parent_lineage(lineage: dict) -> dict:
+    """The lineage of the model an unlearning run started from (its own step removed)."""
+    steps = lineage.get("steps") or []
+    if steps and steps[-1].get("kind") == "unlearn":
+        steps = steps[:-1]
+    return {**lineage, "steps": steps}
+
+
+def _local_base_dir(adapter: Path | str, base: str, lineage: dict) -> Path:
+    """The adapter's local base on this machine: the path it names, else the same folder in this machine's
+    hf_unlearn cache (the lineage records where it was made); otherwise a one-line error saying how to get it."""
+    from .lineage import describe_lineage, locate_cached
+
+    path = Path(base).expanduser()
+    if (path / "config.json").is_file():
+        return path
+    parent = _parent_lineage(lineage)
+    cached = locate_cached(parent)
+    if cached is not None:
+        return cached
+    steps = parent.get("steps") or []
+    message = f"The adapter {adapter} was trained on a local model, {base}, which is not on this machine."
+    if steps:
+        message += f" It is {describe_lineage(parent)}."
+    recreate = steps[-1].get("recreate") if steps else None
+    if recreate:
+        found = " (it is then found in hf_unlearn's cache)" if steps[-1].get("cache") else ""
+        message += f" Re-create it with {recreate}{found}, or copy that folder to {base}."
+    else:
+        message += (
+            " Copy that folder to this path, or load the base yourself and apply the adapter with "
+            "PeftModel.from_pretrained(base_model, adapter_folder)."
+        )
+    raise FileNotFoundError(message)
+
+
+def _save_merged(adapter: Path, out: Path) -> None:
+    """The adapter merged into its base, saved as safetensors with the tokenizer."""
+    model, tokenizer = load_unlearned(adapter)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def _push_base(api: Any, base_dir: Path, base_repo_id: str, adapter_repo: str, lineage: dict, token: str) -> None:
+    """Upload an adapter's local base as its own private repository, with a card that says what it is."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from .lineage import describe_lineage
+
+    api.create_repo(base_repo_id, private=True, exist_ok=True, token=token)
+    root = lineage.get("base")
+    data = ModelCardData(
+        base_model=root,
+        base_model_relation="finetune" if root else None,
+        library_name="transformers",
+        tags=["hf_unlearn"],
+    )
+    text = (
+        f"# {base_repo_id.split('/')[-1]}\n\nThe base model of the unlearned adapter "
+        f"[{adapter_repo}](https://huggingface.co/{adapter_repo}): {describe_lineage(lineage)}.\n\n"
+        "It is the model *before* unlearning: it still holds everything the adapter removes, so this repository was "
+        "created private. Make it public only if that content may be public.\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_base_") as staging:
+        stage = Path(staging)
+        for path in _upload_files(base_dir):
+            if path.name not in ("README.md", "results.json"):
+                os.symlink(path.resolve(), stage / path.name)
+        (stage / "README.md").write_text(str(ModelCard(f"---\n{data.to_yaml()}\n---\n{text}")))
+        api.upload_folder(
+            repo_id=base_repo_id,
+            folder_path=staging,
+            allow_patterns=ALLOWED_FILES,
+            commit_message=f"Base model of {adapter_repo} (hf_unlearn)",
             token=token,
         )
 
@@ -122,13 +261,10 @@ def load_unlearned(repo_or_dir: str | os.PathLike[str], **kwargs: Any):
         base = ModelCard.load(card).data.base_model
     if not base:
         raise ValueError(f"Cannot tell the base model of {repo_or_dir}: no base_model_name_or_path and no card.")
-    local = os.path.isabs(base) or base.startswith((".", "~")) or base.count("/") > 1
-    if local and not is_bundled_model(base) and not Path(base).expanduser().is_dir():
-        raise FileNotFoundError(
-            f"The adapter {repo_or_dir} was trained on a local model, {base}, which is not on this machine. Copy that "
-            "folder to this path, or load the base yourself and apply the adapter with "
-            "PeftModel.from_pretrained(base_model, adapter_folder)."
-        )
+    from .lineage import is_local_path, read_lineage
+
+    if is_local_path(base):  # found where the adapter names it or in this machine's cache, else says how to get it
+        base = str(_local_base_dir(repo_or_dir, base, read_lineage(path) if path.is_dir() else {}))
     if is_bundled_model(base):
         base = "bundled"  # the offline copy of the same weights
     from peft import PeftModel

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..references import DEMO_NUM_AUTHORS
+
 __all__ = ["DEMO_MARKER", "run_demo"]
 
 DEMO_MARKER = ".hf_unlearn_demo"
@@ -50,7 +52,7 @@ def run_demo(
     output_dir: str | os.PathLike[str] = "outputs/demo",
     *,
     base_model: str = "bundled",
-    num_authors: int = 20,
+    num_authors: int = DEMO_NUM_AUTHORS,
     finetune_epochs: float = 4,
     unlearn_epochs: float = 5,
     unlearn_lr: float = 2.5e-4,
@@ -107,7 +109,7 @@ def run_demo(
     )
     trainer.train()
     print("[5/6] Evaluating the unlearned model ...")
-    unlearned = refs.evaluate(trainer.model, tokenizer)
+    unlearned = refs.evaluate(trainer.model, tokenizer, label="unlearned model")
 
     results = {"target": target_eval, "retain": retain_eval, "unlearned": unlearned}
     table = {name: {k: r.metrics.get(k) for k, _ in ROWS} for name, r in results.items()}

@@ -17,7 +17,31 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["finetune", "main"]
+__all__ = ["finetune", "lineage_step", "main"]
+
+
+def lineage_step(
+    *,
+    data_name: str | None,
+    rows: int,
+    epochs: float,
+    learning_rate: float,
+    seed: int,
+    folder: str | os.PathLike[str],
+    recreate: str | None,
+) -> dict[str, Any]:
+    """The lineage record of one :func:`finetune` run (see :mod:`hf_unlearn.hub.lineage`)."""
+    from ..hub.lineage import cache_relative
+
+    return {
+        "kind": "fine-tune",
+        "data": f"{data_name or 'QA rows'}, {rows} rows",
+        "epochs": epochs,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "cache": cache_relative(folder),
+        "recreate": recreate,
+    }
 
 
 def finetune(
@@ -31,13 +55,21 @@ def finetune(
     system_prompt: str | None = None,
     seed: int = 0,
     progress: bool = True,
+    data_name: str | None = None,
+    recreate: str | None = None,
 ) -> Path:
-    """Full fine-tuning of ``model_name_or_path`` on QA ``rows``; saves model and tokenizer to ``output_dir``."""
+    """Full fine-tuning of ``model_name_or_path`` on QA ``rows``; saves model and tokenizer to ``output_dir``.
+
+    The folder also gets ``hf_unlearn_lineage.json``: the parent's lineage plus this fine-tune (``data_name``, the row
+    count, the schedule, and ``recreate``, how to make the same folder again), so that what is trained on it can name
+    its Hub root and be re-created elsewhere (see :mod:`hf_unlearn.hub.lineage`).
+    """
     import torch
     from transformers import Trainer, TrainingArguments
 
     from ..atomic import atomic_directory
     from ..data import DataCollatorForUnlearning, tokenize_rows
+    from ..hub.lineage import extend_lineage, write_lineage
     from ..models import load_model
 
     target = Path(output_dir)
@@ -71,6 +103,16 @@ def finetune(
         trainer.train()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        step = lineage_step(
+            data_name=data_name,
+            rows=len(data),
+            epochs=epochs,
+            learning_rate=learning_rate,
+            seed=seed,
+            folder=target,
+            recreate=recreate,
+        )
+        write_lineage(tmp, extend_lineage(model_name_or_path, step))
     return target
 
 
@@ -92,7 +134,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = p.parse_args(argv)
     bench = build_fictitious_authors(num_authors=a.num_authors)
     rows = bench["retain"] if a.split == "retain" else [*bench["forget"], *bench["retain"]]
-    print(finetune(a.model, rows, a.output, epochs=a.epochs, learning_rate=a.learning_rate))
+    what = "forget + retain authors" if a.split == "target" else "retain authors"
+    print(
+        finetune(
+            a.model,
+            rows,
+            a.output,
+            epochs=a.epochs,
+            learning_rate=a.learning_rate,
+            data_name=f"fictitious-authors ({a.num_authors} authors), {what}",
+            recreate=f"python -m hf_unlearn.scripts.finetune --split {a.split} --num-authors {a.num_authors} "
+            f"--epochs {a.epochs:g} --learning-rate {a.learning_rate:g} --model <parent> --output <folder>",
+        )
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

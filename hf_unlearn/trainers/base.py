@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 import torch
 from accelerate.utils import is_peft_model
+from tqdm.auto import tqdm
 from transformers import ProcessorMixin, TrainerCallback
 from trl.trainer.utils import use_adapter
 
@@ -550,6 +551,8 @@ class UnlearnTrainerMixin:
         was_training = model.training
         model.eval()
         size = self.args.precompute_ref_batch_size or self.args.per_device_train_batch_size
+        quiet = self.args.disable_tqdm or not self.is_local_process_zero()
+        bar = tqdm(total=len(forget) * len(groups), desc="Reference log-probs (once, before training)", disable=quiet)
         try:
             for group in groups:
                 prefix = "" if group == "forget" else f"{group.removeprefix('forget_')}_"
@@ -557,8 +560,10 @@ class UnlearnTrainerMixin:
                 for batch in self._table_batches(forget, size, prefix):
                     logps = self.reference_logps(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
                     values.extend(logps.tolist())
+                    bar.update(len(logps))
                 forget = forget.add_column(f"{prefix}ref_logps", values)
         finally:
+            bar.close()
             model.train(was_training)
         logger.info("Precomputed reference log-probs of %s for %d forget rows.", ", ".join(groups), len(forget))
         return forget
@@ -771,13 +776,33 @@ class UnlearnTrainerMixin:
 
     # -------------------------------------------------------------------------------------------- Hub
 
-    def _base_model_id(self) -> str:
+    def _base_model_path(self) -> str:
+        """The model this run started from, as its config or adapter names it (a Hub id or a local folder)."""
         model = self.accelerator.unwrap_model(self.model)
         if is_peft_model(model):
-            base = next(iter(model.peft_config.values())).base_model_name_or_path or ""
-        else:
-            base = getattr(model.config, "_name_or_path", "") or ""
+            return next(iter(model.peft_config.values())).base_model_name_or_path or ""
+        return getattr(model.config, "_name_or_path", "") or ""
+
+    def _base_model_id(self) -> str:
+        base = self._base_model_path()
         return BUNDLED_HUB_ID if is_bundled_model(base) else (base or "unknown")
+
+    def _lineage(self) -> dict[str, Any]:
+        """The base's lineage plus this unlearning run (see :mod:`hf_unlearn.hub.lineage`)."""
+        from ..hub.lineage import extend_lineage
+
+        is_adapter = is_peft_model(self.accelerator.unwrap_model(self.model))
+        return extend_lineage(self._base_model_path(), {"kind": "unlearn", "method": self._name, "adapter": is_adapter})
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """``Trainer.save_model`` plus ``hf_unlearn_lineage.json``: the Hub root and every step since, so that the
+        result can name its real base and be published or loaded elsewhere (see :mod:`hf_unlearn.hub.lineage`)."""
+        from ..hub.lineage import write_lineage
+
+        super().save_model(output_dir, _internal_call=_internal_call)
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save and os.path.isdir(output_dir):
+            write_lineage(output_dir, self._lineage())
 
     # Card settings: the training schedule, plus every objective parameter the method's config declares.
     _CARD_TRAINING_KEYS = (
@@ -861,6 +886,7 @@ class UnlearnTrainerMixin:
             plot=kwargs.get("plot"),
             robustness=kwargs.get("robustness"),
             citation=(self._paper or {}).get("citation", ""),
+            lineage=self._lineage(),
         )
         card.save(os.path.join(a.output_dir, "README.md"))
 
