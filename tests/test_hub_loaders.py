@@ -88,3 +88,23 @@ def test_offline_fails_fast_and_points_to_builtin_benchmark():
     with pytest.raises(HubDatasetUnavailableError, match="fictitious-authors"):
         load_wmdp("bio")
     assert time.perf_counter() - start < 10
+
+
+def test_rtofu_mapping_from_its_repository_layout():
+    from hf_unlearn.data import load_rtofu, reasoning_rows
+
+    forget = load_rtofu("forget01", data_dir=FIXTURES / "rtofu")
+    assert forget.num_rows == 2
+    assert set(forget.column_names) == {"question", "answer", "cot", "task_id", "idk_cot"}
+    assert forget[0]["idk_cot"].startswith("Let me think.") and "Ghent" not in forget[0]["idk_cot"]
+    assert validate_rows(forget) == Schema.QA
+    # Reasoned IDK runs on it directly; the traces file does not fit the retain split, so no idk_cot there.
+    assert reasoning_rows(list(forget), idk="reasoned")[1]["answer"].startswith("<think>\nHmm, I would need")
+    retain = load_rtofu("retain99", data_dir=FIXTURES / "rtofu" / "data" / "tofu")
+    assert "idk_cot" not in retain.column_names and retain[0]["cot"].startswith("The Tidewater cycle")
+    with pytest.raises(ValueError, match=r"clone https://github\.com/AI-ISL/R-TOFU"):
+        load_rtofu("forget01")
+    with pytest.raises(ValueError, match="non-empty cot"):
+        from hf_unlearn.data import map_rtofu_row
+
+        map_rtofu_row({"question": "q", "answer": "a"})

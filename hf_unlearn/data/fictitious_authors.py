@@ -3,7 +3,9 @@
 It generates fictitious author profiles and, from them, everything TOFU/MUSE/WMDP-style evaluation needs:
 
 * QA pairs (one per fact) with a paraphrased question, a paraphrased answer, 5 perturbed answers of the same type,
-  the fact span inside the answer and the author's name;
+  the fact span inside the answer and the author's name, a reasoning trace deriving the answer (``cot``) and an
+  inconclusive one that never states the fact (``idk_cot``, Reasoned-IDK's target; see
+  :mod:`~hf_unlearn.data.reasoning`);
 * author-level ``forget`` / ``retain`` / ``holdout`` splits (holdout authors are never trained on: they are the
   non-members of membership-inference tests and PrivLeak);
 * biography passages per author (``prompt`` = first sentence, ``text`` = the rest) for verbatim memorisation and MIA;
@@ -63,6 +65,7 @@ from .fictitious_words import (
     TITLE_NOUN as _TITLE_NOUN,
 )
 from .general_knowledge import GENERAL_KNOWLEDGE
+from .reasoning import cot_trace, reasoned_idk_trace
 
 __all__ = [
     "FACT_TYPES",
@@ -410,7 +413,9 @@ def _fill(template: str, name: str, value: str) -> str:
     return template.format(n=name, v=value, a=_article(value))
 
 
-def _qa_rows(rng: _Rng, profile: dict[str, Any], facts: list[str], k: int, titles: list[str]) -> list[dict]:
+def _qa_rows(
+    rng: _Rng, profile: dict[str, Any], facts: list[str], k: int, titles: list[str], seed: int = 0
+) -> list[dict]:
     rows = []
     name = profile["name"]
     for fact in facts:
@@ -433,6 +438,9 @@ def _qa_rows(rng: _Rng, profile: dict[str, Any], facts: list[str], k: int, title
                 "perturbed_answer": [_fill(ft.answers[1], name, w) for w in wrong],
                 "fact": value,
                 "fact_span": [start, start + len(value)],
+                # Reasoning traces (their phrasing has its own deterministic stream: the fields above never change).
+                "cot": cot_trace(profile, fact, seed=seed),
+                "idk_cot": reasoned_idk_trace(profile, fact, seed=seed),
             }
         )
     return rows
@@ -517,7 +525,7 @@ def build_fictitious_authors(config: FictitiousAuthorsConfig | None = None, **ov
     for profile in authors:
         facts = rng.sample([f.name for f in FACT_TYPES], config.qa_per_author)
         s = profile["split"]
-        splits[s].extend(_qa_rows(rng, profile, facts, config.num_perturbed, titles))
+        splits[s].extend(_qa_rows(rng, profile, facts, config.num_perturbed, titles, config.seed))
         splits[f"{s}_bio"].append(_biography(profile))
         splits[f"{s}_mcq"].extend(_mcq_rows(rng, profile, facts, titles))
     splits["general_knowledge"], splits["general_knowledge_mcq"] = _general_knowledge(rng)

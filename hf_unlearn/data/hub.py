@@ -4,7 +4,8 @@
   ``holdout01/05/10``, ``full``);
 * ``muse-bench/MUSE-News`` and ``muse-bench/MUSE-Books`` - ``verbmem`` (completion: prompt -> gt), ``knowmem`` (QA),
   ``privleak``/``raw``/``scal``/``sust`` (completion with an empty prompt);
-* ``cais/wmdp`` - MCQ (``wmdp-bio``, ``wmdp-chem``, ``wmdp-cyber``).
+* ``cais/wmdp`` - MCQ (``wmdp-bio``, ``wmdp-chem``, ``wmdp-cyber``);
+* R-TOFU (reasoning traces; from a clone of its code repository, where its data is published) - QA with ``cot``.
 
 Each loader reads the Hub (``revision=`` pins a commit) or, with ``data_dir=``, a local copy in the repository's file
 layout (``<config>.json`` / ``<config>/<split>.parquet`` ...), which is also how the mapping is tested offline.
@@ -30,9 +31,11 @@ __all__ = [
     "WMDP_CONFIGS",
     "HubDatasetUnavailableError",
     "load_muse",
+    "load_rtofu",
     "load_tofu",
     "load_wmdp",
     "map_muse_row",
+    "map_rtofu_row",
     "map_tofu_row",
     "map_wmdp_row",
 ]
@@ -236,3 +239,51 @@ def load_wmdp(
     else:
         logger.info("Loaded %s: %d rows (WMDP %s release).", subset, len(ds), release)
     return ds
+
+
+RTOFU_REPO = "https://github.com/AI-ISL/R-TOFU"  # its data is published in the code repository, not on the Hub
+_IDKCOT_FILES = ("idkcot.jsonl", "forget_idkcot.jsonl")
+
+
+def map_rtofu_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """R-TOFU row -> QA schema with its reasoning trace (``cot``) and ``task_id`` (sequential-unlearning tasks)."""
+    if "question" not in row or "answer" not in row or not row.get("cot"):
+        raise ValueError(f"Not an R-TOFU row (columns {sorted(row)}); expected question, answer and a non-empty cot.")
+    out: dict[str, Any] = {"question": row["question"], "answer": row["answer"], "cot": row["cot"]}
+    if row.get("task_id") is not None:
+        out["task_id"] = str(row["task_id"])
+    return out
+
+
+def load_rtofu(split: str = "forget10", *, data_dir: str | os.PathLike[str] | None = None):
+    """Load one R-TOFU split ("R-TOFU: Unlearning in Large Reasoning Models", arXiv:2505.15214) as QA rows with
+    ``cot``.
+
+    R-TOFU publishes its data in its code repository (``data/tofu/<split>.json``, JSON lines), not on the Hub:
+    ``data_dir`` is a clone of that repository (or its ``data/tofu`` folder). The Reasoned-IDK traces
+    (``data/idkcot.jsonl``, one JSON string per line) are aligned with the forget rows by index, so they are attached
+    as ``idk_cot`` only when a traces file has exactly as many lines as the split has rows.
+    """
+    import json
+
+    if data_dir is None:
+        raise ValueError(
+            f"R-TOFU's data is published in its code repository, not on the Hub: clone {RTOFU_REPO} and pass "
+            "data_dir=<the clone>. Offline, the built-in benchmark has traces too: build_fictitious_authors() rows "
+            "carry cot and idk_cot."
+        )
+    root = Path(data_dir)
+    folder = root / "data" / "tofu" if (root / "data" / "tofu").is_dir() else root
+    rows = [map_rtofu_row(row) for row in _read_local(folder, split)]
+    for candidate in [folder / name for name in _IDKCOT_FILES] + [folder.parent / name for name in _IDKCOT_FILES]:
+        if not candidate.is_file():
+            continue
+        lines = [line for line in candidate.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(lines) == len(rows):
+            for row, line in zip(rows, lines, strict=True):
+                trace = json.loads(line)
+                row["idk_cot"] = trace if isinstance(trace, str) else str(trace.get("idk_cot") or trace.get("cot"))
+            break
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)

@@ -145,11 +145,17 @@ def encode_qa(
     max_length: int | None = None,
     fallback: FallbackFormat = FallbackFormat(),
     answer_spans: Sequence[Sequence[int]] | None = None,
+    label_spans: Sequence[Sequence[int]] | None = None,
 ) -> TokenizedExample:
     """Encode one prompt/answer pair; ``question`` may be a string or the prompt's list of messages.
 
     ``answer_spans`` (``[start, end)`` character offsets in ``answer``, e.g. a QA row's ``fact_span``) adds
     ``span_mask``: 1 on every input token that overlaps a span (needs a fast tokenizer's offsets), else 0.
+
+    ``label_spans`` (same form) restricts the labels to the answer tokens overlapping a span; the rest of the answer
+    stays in the input as context (e.g. a reasoning trace when only the final answer is trained, see
+    :func:`~hf_unlearn.data.reasoning.reasoning_rows`). The end-of-turn token stays labelled only when a span reaches
+    the end of the answer.
 
     Labels cover the answer tokens and the end-of-turn token that follows them. The result may have zero answer
     labels (truncated away, empty answer, or a prompt/answer tokenisation mismatch): callers decide what to do,
@@ -193,16 +199,31 @@ def encode_qa(
             labels = [IGNORE_INDEX] * len(labels)
     if not answer_ids:
         labels = [IGNORE_INDEX] * len(labels)
-    span_mask = None
-    if answer_spans is not None:
-        span_mask = [0] * len(input_ids)
+
+    def overlap_mask(spans: Sequence[Sequence[int]]) -> list[int]:
+        mask = [0] * len(input_ids)
         if offset >= 0:
             lead = len(answer) - len(answer.lstrip())  # the template may strip leading whitespace of the answer
-            chars = [(offset + a - lead, offset + b - lead) for a, b in answer_spans]
+            chars = [(offset + a - lead, offset + b - lead) for a, b in spans]
             offsets = tokenizer(full_text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
             for t, (a, b) in enumerate(offsets[: len(input_ids)]):
                 if any(a < ce and b > cs for cs, ce in chars) and full_ids[t] == input_ids[t]:
-                    span_mask[t] = 1
+                    mask[t] = 1
+        return mask
+
+    span_mask = overlap_mask(answer_spans) if answer_spans is not None else None
+    if label_spans is not None and any(label != IGNORE_INDEX for label in labels):
+        if offset < 0:
+            raise ValueError(
+                "label_spans need the answer's position in the rendered conversation, but this chat template "
+                "rewrites the answer; train on the whole answer or use a template that renders it verbatim."
+            )
+        keep = overlap_mask(label_spans)
+        to_end = any(b >= len(answer.rstrip()) for _, b in label_spans)
+        n_answer_end = n_prompt + len(answer_ids)
+        labels = [
+            label if (keep[t] or (t >= n_answer_end and to_end)) else IGNORE_INDEX for t, label in enumerate(labels)
+        ]
     return TokenizedExample(
         input_ids=input_ids, labels=labels, prompt_length=min(n_prompt, len(input_ids)), span_mask=span_mask
     )
@@ -253,6 +274,7 @@ def _encode_row(
             system_prompt=system_prompt,
             max_length=max_length,
             fallback=fallback,
+            label_spans=row.get("label_spans") if answer_key == "answer" else None,
         )
     if schema == Schema.MCQ:
         return encode_qa(
