@@ -9,6 +9,7 @@ Examples::
     hf-unlearn eval --model outputs/npo --suite tofu --num-authors 20 --reference-logs outputs/eval/retain.json
     hf-unlearn eval --model bundled --suite mcq --num-authors 20
     hf-unlearn eval --model outputs/npo --suite robustness --num-authors 20 --reference-logs retain-rob.json
+    hf-unlearn eval --model outputs/reasoning-npo --suite reasoning --num-authors 20
     hf-unlearn eval --model my/model --suite muse --dataset hub      # muse-bench/MUSE-News (needs the Hub)
     hf-unlearn train --config recipes/configs/demo.yaml --learning_rate 5e-4   # the recipe; flags override YAML
     hf-unlearn push outputs/npo me/smollm2-npo-unlearned             # private repo unless --public
@@ -124,6 +125,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             relearn_steps=args.relearn_steps,
             batch_size=args.batch_size,
             progress=True,
+        )
+    elif args.suite == "reasoning":
+        from .evaluation import evaluate_reasoning
+
+        result = evaluate_reasoning(
+            model, tokenizer, **sets, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, progress=True
         )
     elif args.suite == "muse":
         result = evaluate_muse(model, tokenizer, **sets, reference=reference, batch_size=args.batch_size, progress=True)
@@ -259,10 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="'bundled', a Hub id or a local folder")
     ev.add_argument(
         "--suite",
-        choices=("tofu", "muse", "mcq", "robustness"),
+        choices=("tofu", "muse", "mcq", "robustness", "reasoning"),
         required=True,
         help="tofu: Prob, ROUGE, Truth Ratio, FQ, MU, MIA; muse: VerbMem, KnowMem, PrivLeak; mcq: multiple choice; "
-        "robustness: forget metrics under relearning, quantization, rephrasing, in-context, jailbreak and probing",
+        "robustness: forget metrics under relearning, quantization, rephrasing, in-context, jailbreak and probing; "
+        "reasoning: answers and traces under default, ZeroThink and LessThink decoding",
     )
     ev.add_argument("--dataset", choices=("builtin", "hub"), default="builtin", help="data source (default builtin)")
     ev.add_argument("--reference-logs", default=None, help="retain model's saved result (Forget Quality, PrivLeak)")

@@ -50,6 +50,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("satimp", "SatImp", "hf_unlearn.trainers.satimp", "tofu/satimp.yaml"),
         MethodSpec("ceu", "CEU", "hf_unlearn.trainers.ceu", "tofu/ceu.yaml"),
         MethodSpec("pdu", "PDU", "hf_unlearn.trainers.pdu", "tofu/pdu.yaml"),
+        MethodSpec("reasoned_idk", "ReasonedIDK", "hf_unlearn.trainers.reasoned_idk", "rtofu/reasoned_idk.yaml"),
     )
 }
 

@@ -11,7 +11,7 @@ from typing import Any
 __all__ = ["TRAINING_DATASETS", "TrainingData", "evaluation_splits", "training_data"]
 
 TRAINING_DATASETS = ("fictitious-authors", "tofu", "muse-news", "muse-books", "files")
-EVAL_SUITES = ("tofu", "muse", "mcq", "robustness")
+EVAL_SUITES = ("tofu", "muse", "mcq", "robustness", "reasoning")
 
 
 @dataclass
@@ -113,12 +113,18 @@ def evaluation_splits(
     tofu_forget: str = "10",
     muse_corpus: str = "news",
 ) -> dict[str, list[dict]]:
-    """The evaluation sets of ``suite`` (tofu, muse, mcq, robustness) from the built-in ``benchmark`` or the Hub
-    (``source="hub"``; the MCQ suite is then WMDP)."""
+    """The evaluation sets of ``suite`` (tofu, muse, mcq, robustness, reasoning) from the built-in ``benchmark`` or
+    the Hub (``source="hub"``; the MCQ suite is then WMDP; reasoning data is not on the Hub)."""
     if suite not in EVAL_SUITES:
         raise ValueError(f"Unknown suite {suite!r}; use {', '.join(EVAL_SUITES)}.")
     if source == "hub":
         from .data import load_muse, load_tofu, load_wmdp
+
+        if suite == "reasoning":
+            raise ValueError(
+                "R-TOFU's reasoning data is not on the Hub: load it from a clone of its repository with "
+                "hf_unlearn.data.load_rtofu(split, data_dir=...) and call evaluate_reasoning, or use --dataset builtin."
+            )
 
         if suite == "robustness":  # TOFU has no fact types or MCQ: no hallucination class, no MCQ condition
             return {
@@ -155,6 +161,9 @@ def evaluation_splits(
         return builtin_tofu_splits(benchmark, retain_size=retain_size)
     if suite == "muse":
         return builtin_muse_splits(benchmark)
+    if suite == "reasoning":
+        tofu = builtin_tofu_splits(benchmark, retain_size=retain_size)
+        return {"forget": tofu["forget"], "retain": tofu["retain"]}
     if suite == "robustness":
         tofu = builtin_tofu_splits(benchmark, retain_size=retain_size)
         return {

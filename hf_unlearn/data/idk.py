@@ -101,11 +101,18 @@ def refusal_columns(
     max_length: int | None = 512,
     system_prompt: str | None = None,
     prefix: str = "idk",
+    reasoning: str | None = None,
 ) -> dict[str, list]:
     """Tokenised refusal sequences ``<prefix>_input_ids``/``<prefix>_labels`` for the source rows ``indices`` of
     ``rows`` (the ``index`` column of a tokenised table): the forget question answered with a refusal from the pool,
-    drawn once per row from ``seed``."""
-    refusals = with_refusals(rows, responses, seed)
+    drawn once per row from ``seed``. ``reasoning`` (``"reasoned"``, ``"direct"`` or ``"answer"``) gives the
+    reasoning-format refusal of :func:`~hf_unlearn.data.reasoning.reasoning_rows` instead."""
+    if reasoning is not None:
+        from .reasoning import reasoning_rows
+
+        refusals = reasoning_rows(rows, idk=reasoning, idk_responses=responses, seed=seed)
+    else:
+        refusals = with_refusals(rows, responses, seed)
     encoded = tokenize_rows(
         [refusals[i] for i in indices], tokenizer, max_length=max_length, system_prompt=system_prompt
     )

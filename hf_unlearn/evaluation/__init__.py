@@ -1,5 +1,5 @@
-"""Evaluation: scoring primitives (label-position log-probs), TOFU / MUSE / MCQ / MIA / robustness suites, results and
-reports."""
+"""Evaluation: scoring primitives (label-position log-probs), TOFU / MUSE / MCQ / MIA / robustness / reasoning
+suites, results and reports."""
 
 from .answers import classify_answer
 from .decoding import GreedyDecoder
@@ -20,12 +20,14 @@ from .metrics import (
 from .mia import evaluate_mia
 from .muse import builtin_muse_splits, evaluate_muse, protocol_forget_sets
 from .ranking import RankingResult, rank_answers
+from .reasoning import DECODINGS, evaluate_reasoning, reasoning_prompt
 from .report import EvalResult, ReferenceMismatchError, check_reference, plot_forget_vs_utility
 from .robustness import evaluate_robustness, robustness_table
 from .scoring import SequenceScores, label_logprobs, next_token_logprobs, score_sequences
 from .tofu import builtin_tofu_splits, evaluate_tofu
 
 __all__ = [
+    "DECODINGS",
     "EvalResult",
     "GreedyDecoder",
     "RankingResult",
@@ -39,6 +41,7 @@ __all__ = [
     "evaluate_mcq",
     "evaluate_mia",
     "evaluate_muse",
+    "evaluate_reasoning",
     "evaluate_robustness",
     "evaluate_tofu",
     "exact_memorization",
@@ -56,6 +59,7 @@ __all__ = [
     "privleak",
     "protocol_forget_sets",
     "rank_answers",
+    "reasoning_prompt",
     "robustness_table",
     "rouge_l",
     "score_sequences",

@@ -7,6 +7,7 @@ from .idk_dpo import IdkDPOConfig, IdkDPOObjective, IdkDPOTrainer
 from .idk_sft import IdkSFTConfig, IdkSFTObjective, IdkSFTTrainer
 from .npo import NPOConfig, NPOObjective, NPOTrainer
 from .pdu import DualVariable, PDUConfig, PDUForgetObjective, PDURetainObjective, PDUTrainer
+from .reasoned_idk import ReasonedIDKConfig, ReasonedIDKDPOObjective, ReasonedIDKNLLObjective, ReasonedIDKTrainer
 from .retain import RetainKL, RetainNLL
 from .satimp import SatImpConfig, SatImpObjective, SatImpTrainer
 from .simnpo import SimNPOConfig, SimNPOObjective, SimNPOTrainer
@@ -37,6 +38,10 @@ __all__ = [
     "PDUForgetObjective",
     "PDURetainObjective",
     "PDUTrainer",
+    "ReasonedIDKConfig",
+    "ReasonedIDKDPOObjective",
+    "ReasonedIDKNLLObjective",
+    "ReasonedIDKTrainer",
     "RetainKL",
     "RetainNLL",
     "SatImpConfig",

@@ -119,6 +119,11 @@ class UnlearnConfigMixin:
             Retain rows paired with each forget row, i.e. the forget:retain mix of every batch is 1:k.
         pairing_seed (`int`, *optional*):
             Seed of the retain stream; defaults to `seed`.
+        forget_target (`str`, *optional*):
+            Reasoning-model unlearning ("R-TOFU", arXiv 2505.15214): rows carry a trace (`cot`) and are trained in the
+            format `<think>\n{cot}\n</think>\n\n{answer}`. `"both"` trains the forget objective on trace and answer,
+            `"answer"` on the answer only (the trace stays in the input as context), `"cot"` on the trace only;
+            retain rows are always trained on both. `None` (default) keeps the plain question/answer format.
     """
 
     forget_coeff: float = field(default=1.0, metadata={"help": "Weight of the forget term."})
@@ -132,6 +137,13 @@ class UnlearnConfigMixin:
     system_prompt: str | None = field(default=None, metadata={"help": "System prompt; None = template default."})
     retain_per_forget: int = field(default=1, metadata={"help": "Retain rows per forget row (1:k batch mix)."})
     pairing_seed: int | None = field(default=None, metadata={"help": "Seed of the retain stream (default: seed)."})
+    forget_target: str | None = field(
+        default=None,
+        metadata={
+            "help": "Reasoning format: train the forget objective on the trace + answer, the answer or the trace.",
+            "choices": [None, "both", "answer", "cot"],
+        },
+    )
 
     # TRL/transformers defaults changed for unlearning (the TOFU recipe of arXiv 2401.06121) and for CPUs.
     learning_rate: float = field(default=1e-5, metadata={"help": "Initial learning rate (TOFU recipe: 1e-5)."})
@@ -374,8 +386,15 @@ class UnlearnTrainerMixin:
                 )
             processing_class = AutoTokenizer.from_pretrained(path)
         tokenizer = self._tokenizer_of(processing_class)
-        forget = self._tokenize(forget_rows, tokenizer, args, "forget")
-        retain = self._tokenize(_as_rows(retain_dataset), tokenizer, args, "retain") if req.retain else None
+        forget_input, retain_input = forget_rows, _as_rows(retain_dataset) if req.retain else None
+        if args.forget_target is not None:  # the reasoning format; objectives still see the source rows
+            from ..data.reasoning import check_reasoning_template, reasoning_rows
+
+            check_reasoning_template(tokenizer, system_prompt=args.system_prompt)
+            forget_input = reasoning_rows(forget_rows, target=args.forget_target)
+            retain_input = reasoning_rows(retain_input, target="both") if retain_input is not None else None
+        forget = self._tokenize(forget_input, tokenizer, args, "forget")
+        retain = self._tokenize(retain_input, tokenizer, args, "retain") if retain_input is not None else None
         if retain is not None:
             _warn_overlap(forget, retain)
         super().__init__(

@@ -32,6 +32,7 @@ class RefusalObjective(UnlearningObjective):
 
     responses: list[str] | None = None
     seed: int = 42
+    reasoning: str | None = None  # a reasoning-format refusal target (see hf_unlearn.data.reasoning.reasoning_rows)
 
     def prepare(self, ctx):
         return refusal_columns(
@@ -42,4 +43,5 @@ class RefusalObjective(UnlearningObjective):
             seed=self.seed,
             max_length=ctx.args.max_length,
             system_prompt=ctx.args.system_prompt,
+            reasoning=self.reasoning,
         )
