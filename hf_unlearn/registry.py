@@ -50,6 +50,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("satimp", "SatImp", "hf_unlearn.trainers.satimp", "tofu/satimp.yaml"),
         MethodSpec("ceu", "CEU", "hf_unlearn.trainers.ceu", "tofu/ceu.yaml"),
         MethodSpec("pdu", "PDU", "hf_unlearn.trainers.pdu", "tofu/pdu.yaml"),
+        MethodSpec("o3", "O3", "hf_unlearn.trainers.o3", "o3/o3.yaml"),
         MethodSpec("reasoned_idk", "ReasonedIDK", "hf_unlearn.trainers.reasoned_idk", "rtofu/reasoned_idk.yaml"),
     )
 }

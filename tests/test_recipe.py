@@ -217,3 +217,19 @@ def test_recipe_eval_robustness_writes_its_report_and_card_section(tmp_path, tin
     (tmp_path / "f.jsonl").write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
     with pytest.raises(ValueError, match="--eval_robustness needs QA evaluation sets with holdout rows"):
         main(["--config", str(bad), "--overwrite", "true", "--eval_robustness", "true"])
+
+
+def test_recipe_runs_o3_on_lora_and_reasoned_idk_in_the_think_format(tmp_path, tiny_model_dir):
+    lora = {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_target_modules": ["q_proj", "v_proj"]}
+    (tmp_path / "o3").mkdir()
+    (tmp_path / "ri").mkdir()
+    cfg = _config(tmp_path / "o3", tiny_model_dir, method="o3", evaluate=False, **lora)
+    assert cli(["train", "--config", str(cfg)]) == 0
+    out = tmp_path / "o3" / "run"
+    card = ModelCard.load(out / "README.md")
+    assert card.data.unlearning["method"] == "O3" and card.data.library_name == "peft"
+    assert card.data.unlearning["hyperparameters"]["retain_loss_type"] == "none"  # O3 uses no retain data
+    cfg = _config(tmp_path / "ri", tiny_model_dir, method="reasoned_idk", evaluate=False, loss_type="nll")
+    assert cli(["train", "--config", str(cfg)]) == 0
+    hyper = ModelCard.load(tmp_path / "ri" / "run" / "README.md").data.unlearning["hyperparameters"]
+    assert hyper["forget_target"] == "both" and hyper["idk_variant"] == "reasoned"

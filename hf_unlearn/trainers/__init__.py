@@ -6,6 +6,7 @@ from .grad_ascent import AscentObjective, GradAscentConfig, GradAscentTrainer, G
 from .idk_dpo import IdkDPOConfig, IdkDPOObjective, IdkDPOTrainer
 from .idk_sft import IdkSFTConfig, IdkSFTObjective, IdkSFTTrainer
 from .npo import NPOConfig, NPOObjective, NPOTrainer
+from .o3 import O3Config, O3Trainer
 from .pdu import DualVariable, PDUConfig, PDUForgetObjective, PDURetainObjective, PDUTrainer
 from .reasoned_idk import ReasonedIDKConfig, ReasonedIDKDPOObjective, ReasonedIDKNLLObjective, ReasonedIDKTrainer
 from .retain import RetainKL, RetainNLL
@@ -34,6 +35,8 @@ __all__ = [
     "NPOObjective",
     "NPOTrainer",
     "NonFiniteLossError",
+    "O3Config",
+    "O3Trainer",
     "PDUConfig",
     "PDUForgetObjective",
     "PDURetainObjective",

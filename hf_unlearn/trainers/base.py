@@ -397,6 +397,11 @@ class UnlearnTrainerMixin:
         retain = self._tokenize(retain_input, tokenizer, args, "retain") if retain_input is not None else None
         if retain is not None:
             _warn_overlap(forget, retain)
+        if not isinstance(model, str) and is_peft_model(model) and ref_model is None and "ref" in model.peft_config:
+            # A frozen "ref" copy left by an earlier trainer on this model (e.g. the previous continual-unlearning
+            # request) is stale, and TRL refuses to add it again: drop it, TRL copies the current adapter anew.
+            model.delete_adapter("ref")
+            model.set_adapter("default")
         super().__init__(
             model=model,
             ref_model=ref_model,
