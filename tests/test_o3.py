@@ -156,3 +156,52 @@ def test_save_load_round_trip_and_bad_folders(chat_tokenizer, bench, tiny_model_
         O3Model.from_pretrained(out)
     with pytest.raises(FileNotFoundError, match="not an O3Model folder"):
         O3Model.from_pretrained(tiny_model_dir)
+
+
+def test_push_publishes_adapter_detectors_manifest_and_card_and_loads_routed(
+    chat_tokenizer, bench, tiny_model_dir, tmp_path
+):
+    from huggingface_hub import ModelCard
+
+    from hf_unlearn import load_unlearned
+    from hf_unlearn.hub import push_unlearned
+
+    from .test_hub import FakeHub
+
+    o3 = O3Model.from_base(AutoModelForCausalLM.from_pretrained(tiny_model_dir), chat_tokenizer)
+    authors = sorted({r["author"] for r in bench["forget"]})
+    requests = [[r for r in bench["forget"] if r["author"] == a] for a in authors[:2]]
+    for i, rows in enumerate(requests):
+        o3.unlearn(
+            rows,
+            name=f"request-{i + 1}",
+            args=_args(tmp_path / str(i)),
+            generic=bench["general_knowledge"][:40],
+            store_features=i == 0,
+        )
+    out = o3.save_pretrained(tmp_path / "saved", repo_id="me/o3")
+    with pytest.raises(ValueError, match="cannot be merged"):
+        push_unlearned(out, "me/o3", token="x", merge=True)
+    (tmp_path / "remote").mkdir()
+    fake = FakeHub(tmp_path / "remote")
+    push_unlearned(out, "me/o3", token="x", api=fake, base_repo_id="me/o3-base")  # the tiny base is a local folder
+    uploaded = fake.calls[-1][2]
+    assert {
+        "o3_manifest.json",
+        "o3/detector_000.safetensors",
+        "o3/detector_001.json",
+        "o3/lora_A_001.safetensors",
+    } <= set(uploaded)
+    assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= set(uploaded)
+    card = ModelCard.load(tmp_path / "remote" / "README.md")
+    assert card.data.unlearning["method"] == "O3" and "## Unlearning requests" in card.text
+    assert "| 1 | request-1 |" in card.text and "statistics only" in card.text and "per-example features" in card.text
+    texts = [p.read_text(errors="ignore") for p in (tmp_path / "remote").rglob("*") if p.suffix in (".json", ".md")]
+    for rows in requests:
+        for row in rows:
+            assert not any(row["question"] in t or row["answer"] in t for t in texts)
+    loaded, tok = load_unlearned(out)
+    assert tok.chat_template == chat_tokenizer.chat_template
+    assert isinstance(loaded, O3Model) and len(loaded.detectors) == 2
+    ids = torch.randint(3, 300, (3, 8), generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(loaded.routing_weights(ids), o3.routing_weights(ids))

@@ -23,6 +23,7 @@ from .orthogonal import OrthogonalLoRAObjective, lora_A_snapshot
 
 __all__ = ["O3Model"]
 
+
 MANIFEST = "o3_manifest.json"
 _FORMAT = 1
 
@@ -212,8 +213,49 @@ class O3Model(torch.nn.Module):
 
     # -------------------------------------------------------------------------------------------------- saving
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Adapter (PEFT format), detectors and ``lora_A`` snapshots (safetensors + JSON), manifest; atomic."""
+    def model_card(self, repo_id: str) -> str:
+        """The card: the base, the lineage, the requests (names, sizes, dates, objectives, detector kinds; never forget
+        text) and how loading routes by itself."""
+        from ..hub.cards import build_model_card
+        from ..hub.lineage import extend_lineage
+        from ..models import BUNDLED_HUB_ID, is_bundled_model
+        from ..trainers.o3 import O3_PAPER
+
+        base = next(iter(self.model.peft_config.values())).base_model_name_or_path or "unknown"
+        base = BUNDLED_HUB_ID if is_bundled_model(base) else base
+        lineage = extend_lineage(
+            base, {"kind": "unlearn", "method": f"O3, {len(self.manifest)} requests", "adapter": True}
+        )
+        card = build_model_card(
+            repo_id=repo_id,
+            base_model=base,
+            method="O3",
+            is_adapter=True,
+            forget_name=f"{len(self.manifest)} continual unlearning requests",
+            forget_size=sum(int(m["rows"]) for m in self.manifest),
+            hyperparameters={"requests": len(self.manifest), "detector_layers": ", ".join(map(str, self.layers))},
+            citation=O3_PAPER["citation"],
+            lineage=lineage,
+        )
+        rows = "\n".join(
+            f"| {i + 1} | {m['name']} | {m['rows']} | {m['date']} | {m['objective']} | {m['detector']} | "
+            f"{'yes' if m.get('separable') else 'no'} |"
+            for i, m in enumerate(self.manifest)
+        )
+        return (
+            str(card).rstrip()
+            + "\n\n## Unlearning requests\n\nOne LoRA adapter unlearned request after request, each request's `lora_A` "
+            "kept orthogonal to the earlier ones; one detector per request routes every query (the adapter's weight "
+            "is the largest detector weight). `hf_unlearn.load_unlearned` returns the routed model, and its "
+            '`generate()` routes every prompt by itself. A detector of kind "per-example features" stores the '
+            'request\'s question embeddings (which could reveal them); "statistics only" stores their mean and '
+            "covariance.\n\n| # | request | rows | date | objective | detector | separable from generic text |\n"
+            "|---|---|---|---|---|---|---|\n" + rows + "\n"
+        )
+
+    def save_pretrained(self, directory: str | os.PathLike[str], *, repo_id: str | None = None) -> Path:
+        """Adapter (PEFT format), detectors and ``lora_A`` snapshots (safetensors + JSON), manifest and card; atomic.
+        ``repo_id`` names the repository the card's loading code uses (default: the folder name)."""
         from safetensors.torch import save_file
 
         from ..atomic import atomic_directory
@@ -233,6 +275,7 @@ class O3Model(torch.nn.Module):
                 "requests": self.manifest,
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+            (tmp / "README.md").write_text(self.model_card(repo_id or target.name))
         return target
 
     @classmethod
@@ -241,7 +284,7 @@ class O3Model(torch.nn.Module):
         from peft import PeftModel
         from safetensors.torch import load_file
 
-        from ..hub.push import load_unlearned
+        from ..hub.push import _load_plain
         from ..models import load_tokenizer
 
         path = Path(directory)
@@ -253,7 +296,7 @@ class O3Model(torch.nn.Module):
         if found != n:
             raise ValueError(f"{path}: the manifest lists {n} requests but {found} detectors were found; re-save it.")
         if base is None:
-            model, tokenizer = load_unlearned(path)
+            model, tokenizer = _load_plain(path)
         else:
             model, tokenizer = PeftModel.from_pretrained(base, str(path)), load_tokenizer(path)
         if trainable:

@@ -9,7 +9,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ALLOWED_FILES", "HubLoginRequiredError", "load_unlearned", "push_unlearned", "sanitize_results"]
+__all__ = [
+    "ALLOWED_FILES",
+    "O3_FILES",
+    "HubLoginRequiredError",
+    "load_unlearned",
+    "push_unlearned",
+    "sanitize_results",
+]
 
 # Only model, tokenizer, card, plot and aggregate-results files are uploaded: never datasets, per-item evaluation
 # logs (they hold forget questions and generated answers), optimizer states or pickles.
@@ -27,6 +34,10 @@ ALLOWED_FILES = [
     "results.json",
     "hf_unlearn_lineage.json",
 ]
+
+
+# An O3Model folder also holds its detectors and lora_A snapshots (safetensors + JSON, never pickle) and its manifest.
+O3_FILES = ["o3_manifest.json", "o3/detector_*.safetensors", "o3/detector_*.json", "o3/lora_A_*.safetensors"]
 
 
 class HubLoginRequiredError(RuntimeError):
@@ -83,6 +94,11 @@ def push_unlearned(
     lineage = read_lineage(folder)
     if merge and base_repo_id:
         raise ValueError("Choose one of merge=True (--merge) and base_repo_id (--base-repo), not both.")
+    if merge and (folder / O3_FILES[0]).is_file():
+        raise ValueError(
+            f"{folder} is an O3Model: its routing needs the adapter kept apart from the base, so it cannot be merged. "
+            "Push it as is (its base must be on the Hub) or with base_repo_id (--base-repo)."
+        )
     if merge and not is_adapter:
         raise ValueError(f"merge=True (--merge) merges an adapter into its base; {folder} already holds full weights.")
     if base_repo_id and not local_base:
@@ -130,12 +146,15 @@ def push_unlearned(
                 config = _read_json(path)
                 config["base_model_name_or_path"] = base_repo_id
                 (stage / path.name).write_text(json.dumps(config, indent=2) + "\n")
-            elif not (stage / path.name).exists():
-                os.symlink(path.resolve(), stage / path.name)  # no copy of the weights
+            else:
+                rel = path.relative_to(folder)
+                (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+                if not (stage / rel).exists():
+                    os.symlink(path.resolve(), stage / rel)  # no copy of the weights
         return api.upload_folder(
             repo_id=repo_id,
             folder_path=staging,
-            allow_patterns=ALLOWED_FILES,
+            allow_patterns=[*ALLOWED_FILES, *O3_FILES],
             commit_message=commit_message,
             token=token,
         )
@@ -228,16 +247,50 @@ def _push_base(api: Any, base_dir: Path, base_repo_id: str, adapter_repo: str, l
 
 
 def _upload_files(folder: Path) -> list[Path]:
-    """The top-level files of ``folder`` that may be published (no subfolder is ever uploaded)."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and any(fnmatch.fnmatch(p.name, a) for a in ALLOWED_FILES))
+    """The top-level files of ``folder`` that may be published (no other subfolder than an O3Model's ``o3/``)."""
+    files = [p for p in folder.iterdir() if p.is_file() and any(fnmatch.fnmatch(p.name, a) for a in ALLOWED_FILES)]
+    if (folder / O3_FILES[0]).is_file():
+        files += [
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and any(fnmatch.fnmatch(p.relative_to(folder).as_posix(), a) for a in O3_FILES)
+        ]
+    return sorted(set(files))
 
 
 def load_unlearned(repo_or_dir: str | os.PathLike[str], **kwargs: Any):
     """Load what :func:`push_unlearned` published (or a local output folder) as ``(model, tokenizer)``.
 
     For an adapter, the base model is resolved from ``adapter_config.json`` (or the card's ``base_model``) and loaded
-    with :func:`~hf_unlearn.load_model`; the bundled model's Hub id maps to the offline copy.
+    with :func:`~hf_unlearn.load_model`; the bundled model's Hub id maps to the offline copy. A continual-unlearning
+    folder (``o3_manifest.json``) loads as a routed :class:`~hf_unlearn.continual.O3Model`.
     """
+    o3_dir = _o3_folder(repo_or_dir)
+    if o3_dir is not None:
+        from ..continual import O3Model
+
+        o3 = O3Model.from_pretrained(o3_dir)
+        return o3, o3.tokenizer
+    return _load_plain(repo_or_dir, **kwargs)
+
+
+def _o3_folder(repo_or_dir: str | os.PathLike[str]) -> Path | None:
+    """The local folder of an O3Model (downloaded when ``repo_or_dir`` is a Hub repo holding one), else ``None``."""
+    from ..continual.model import MANIFEST
+
+    path = Path(repo_or_dir)
+    if path.is_dir():
+        return path if (path / MANIFEST).is_file() else None
+    from huggingface_hub import hf_hub_download, snapshot_download
+
+    try:
+        hf_hub_download(str(repo_or_dir), MANIFEST)
+    except Exception:
+        return None
+    return Path(snapshot_download(str(repo_or_dir), allow_patterns=[*ALLOWED_FILES, *O3_FILES]))
+
+
+def _load_plain(repo_or_dir: str | os.PathLike[str], **kwargs: Any):
     from huggingface_hub import ModelCard
 
     from ..models import is_bundled_model, load_model, load_tokenizer
