@@ -72,3 +72,25 @@ def test_robustness_benchmark_rows_are_quality_rows_and_the_table_renders():
     row = {"method": "npo", "metrics": {"plain/forget_quality": 0.05, "relearn_10/leak_rate": 0.25}}
     line = robustness._table([row]).splitlines()[-1]
     assert line.startswith("| npo | 0.05 | - |") and "| 0.25 |" in line
+
+
+def test_continual_benchmark_runs_every_system_on_a_tiny_target(chat_tokenizer, tiny_model_dir, monkeypatch):
+    from benchmarks import continual
+
+    monkeypatch.setattr(continual, "GENERAL_KNOWLEDGE_EVAL", 6)
+    monkeypatch.setattr(continual, "RETAIN_EVAL", 6)
+
+    bench = build_fictitious_authors(num_authors=12, qa_per_author=3, forget_fraction=0.25, seed=4)
+    requests = continual.requests_of(bench)[:2]
+    assert len(requests) == 2 and not {r["author"] for r in requests[0]} & {r["author"] for r in requests[1]}
+    train = {**continual.TRAIN, "max_steps": 1, "per_device_train_batch_size": 2}
+    lora = {"r": 4, "lora_alpha": 8, "target_modules": "all-linear"}
+    for system in continual.SYSTEMS:
+        row = continual.run(system, str(tiny_model_dir), bench, requests, lora=lora, train=train)
+        assert [len(s["requests"]) for s in row["steps"]] == [1, 2]  # every request so far, after each request
+        for step in row["steps"]:
+            assert 0 <= step["general_knowledge_accuracy"] <= 1 and 0 < step["retain_prob"] < 1
+            assert all(0 < q["forget_prob"] < 1 and 0 < q["forget_prob_paraphrased"] < 1 for q in step["requests"])
+        if system == "o3":
+            assert len(row["steps"][-1]["detector_auroc"]) == 2 and row["routed_generation"]["ratio"] > 0
+            assert [m["name"] for m in row["manifest"]] == ["request-1", "request-2"]

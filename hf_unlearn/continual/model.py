@@ -195,7 +195,7 @@ class O3Model(torch.nn.Module):
         if generic is None:
             from ..data import GENERAL_KNOWLEDGE
 
-            generic = [{"question": g["question"]} for g in GENERAL_KNOWLEDGE]
+            generic = [{"question": question} for question, *_ in GENERAL_KNOWLEDGE]
         detector.calibrate(self.features(self._question_prompts(generic)), false_positive_rate=false_positive_rate)
         self.detectors.append(detector)
         self.snapshots.append(lora_A_snapshot(self.model))

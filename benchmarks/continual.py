@@ -1,0 +1,248 @@
+"""Continual unlearning: K sequential requests on the built-in benchmark, O3 against two ways of running NPO.
+
+    .venv/bin/python benchmarks/continual.py                  # -> results/continual.json + continual.png
+    .venv/bin/python benchmarks/continual.py --systems o3     # one system (the others are read from the JSON)
+
+Set-up: the quality benchmark's target (``quality.BENCH``: 40 authors, 4 forget authors), one request per forget author
+(K = 4, 10 QA each, disjoint), every system trained with the quality benchmark's output-level settings (LoRA r 32 on
+every linear layer, lr 2.5e-4, 5 epochs of batch 8):
+
+* ``o3`` - :class:`hf_unlearn.continual.O3Model`: one adapter continued request after request (refusal NLL +
+  orthogonality to the earlier requests' ``lora_A``), one detector per request, every query routed;
+* ``npo_cumulative`` - NPO (+ retain NLL) re-run from the target on the union of the requests so far, at each request;
+* ``npo_sequential`` - NPO (+ retain NLL) on each new request only, continuing the previous request's adapter (its
+  reference is the model before that request).
+
+After each request every system is scored on every request so far (forget answer probability on the original and on
+the paraphrased questions), on 40 retain QA, the holdout authors and general knowledge (option ranking). O3 is scored
+through its routing (each row weighted by its own prompt); O3 also reports each detector's AUROC between its request's
+questions (original and paraphrased) and retain plus general-knowledge questions, and the cost of routed generation
+of 16 queries against the adapter always on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import quality as Q  # the benchmark, its target and the output-level settings
+
+RESULTS = Path(__file__).parent / "results"
+SYSTEMS = ("o3", "npo_cumulative", "npo_sequential")
+TRAIN = {**Q.OUTPUT_LEVEL, "save_strategy": "no", "report_to": [], "logging_steps": 5, "seed": 0}
+RETAIN_EVAL = 40
+GENERAL_KNOWLEDGE_EVAL: int | None = None  # all 144 facts (the unit test uses a few)
+
+
+def requests_of(bench: Any) -> list[list[dict]]:
+    """One request per forget author (disjoint, in name order)."""
+    authors = sorted({r["author"] for r in bench["forget"]})
+    return [[r for r in bench["forget"] if r["author"] == a] for a in authors]
+
+
+def _answer_probs(model, tokenizer, pairs, o3=None, batch_size: int = 16) -> list[float]:
+    """Length-normalised answer probability of each (question, answer); with ``o3`` every row is routed by the
+    weight of its own prompt."""
+    import torch
+
+    from hf_unlearn.data import encode_prompt, encode_qa
+    from hf_unlearn.data.collators import pad_sequences
+
+    pad = tokenizer.pad_token_id
+    out: list[float] = []
+    device = next(model.parameters()).device
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        enc = [encode_qa(tokenizer, q, a) for q, a in chunk]
+        ids, mask = pad_sequences([e.input_ids for e in enc], pad)
+        labels, _ = pad_sequences([e.labels for e in enc], -100)
+        weights = None
+        if o3 is not None:
+            prompt_ids, prompt_mask = pad_sequences([encode_prompt(tokenizer, q) for q, _ in chunk], pad)
+            weights = o3.routing_weights(prompt_ids, prompt_mask)
+        with torch.no_grad(), o3.routed(weights) if o3 is not None else torch.enable_grad():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        logp = logits[:, :-1].log_softmax(-1)
+        target = labels[:, 1:].to(device)
+        keep = target != -100
+        tok = logp.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1) * keep
+        out += torch.exp(tok.sum(1) / keep.sum(1).clamp(min=1)).tolist()
+    return out
+
+
+def evaluate(model, tokenizer, bench, requests, o3=None) -> dict:
+    """Forget probabilities of every request so far and the utility measures (see the module docstring)."""
+    model.eval()
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    out: dict[str, Any] = {"requests": []}
+    for rows in requests:
+        original = _answer_probs(model, tokenizer, [(r["question"], r["answer"]) for r in rows], o3)
+        para = _answer_probs(model, tokenizer, [(r["paraphrased_question"], r["answer"]) for r in rows], o3)
+        out["requests"].append({"forget_prob": mean(original), "forget_prob_paraphrased": mean(para)})
+    retain = bench["retain"][:: max(1, len(bench["retain"]) // RETAIN_EVAL)][:RETAIN_EVAL]
+    out["retain_prob"] = mean(_answer_probs(model, tokenizer, [(r["question"], r["answer"]) for r in retain], o3))
+    out["holdout_prob"] = mean(
+        _answer_probs(model, tokenizer, [(r["question"], r["answer"]) for r in bench["holdout"]], o3)
+    )
+    hits = []
+    for r in bench["general_knowledge"][:GENERAL_KNOWLEDGE_EVAL]:
+        options = [r["answer"], *r["perturbed_answer"]]
+        probs = _answer_probs(model, tokenizer, [(r["question"], o) for o in options], o3)
+        hits.append(float(max(range(len(probs)), key=probs.__getitem__) == 0))
+    out["general_knowledge_accuracy"] = mean(hits)
+    return out
+
+
+def _detector_auroc(o3, bench, requests) -> list[float]:
+    from hf_unlearn.evaluation import auc
+
+    generic_rows = [*bench["retain"][:: max(1, len(bench["retain"]) // RETAIN_EVAL)], *bench["general_knowledge"]]
+    generic = o3.features(o3._question_prompts([{"question": r["question"]} for r in generic_rows]))
+    scores = []
+    for det, rows in zip(o3.detectors, requests, strict=False):
+        own = det.score(o3.features(o3._question_prompts(rows))).tolist()
+        scores.append(auc(det.score(generic).tolist(), own))  # P(request question scores above a generic one)
+    return scores
+
+
+def _routing_cost(o3, tokenizer, bench, queries: int = 16, new_tokens: int = 32) -> dict:
+    import torch
+
+    from hf_unlearn.data import encode_prompt
+    from hf_unlearn.data.collators import pad_sequences
+
+    rows = [*bench["forget"][: queries // 2], *bench["general_knowledge"][: queries - queries // 2]]
+    ids, mask = pad_sequences(
+        [encode_prompt(tokenizer, r["question"]) for r in rows], tokenizer.pad_token_id, padding_side="left"
+    )
+    kw = dict(attention_mask=mask, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    times = {}
+    for name in ("adapter_on", "routed", "adapter_on", "routed"):  # alternated, the second of each kept
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            if name == "routed":
+                o3.generate(ids, **kw)
+            else:
+                with o3.routed(torch.ones(len(rows))):
+                    o3.model.generate(input_ids=ids, **kw)
+        times[name] = time.perf_counter() - t0
+    return {
+        **{f"{k}_seconds": round(v, 2) for k, v in times.items()},
+        "ratio": round(times["routed"] / times["adapter_on"], 3),
+    }
+
+
+def run(system: str, target_dir: str, bench, requests, lora: dict | None = None, train: dict | None = None) -> dict:
+    """Train ``system`` request after request from ``target_dir``; the evaluation after each request."""
+    import tempfile
+
+    from peft import LoraConfig, get_peft_model
+
+    import hf_unlearn as hu
+    from hf_unlearn.continual import O3Model
+
+    lora, train = lora or Q.LORA, train or TRAIN
+    steps, t0 = [], time.perf_counter()
+    model, tok = hu.load_model(target_dir)
+    before = evaluate(model, tok, bench, requests)
+    with tempfile.TemporaryDirectory() as work:
+        if system == "o3":
+            o3 = O3Model.from_base(model, tok, LoraConfig(**lora, task_type="CAUSAL_LM"))
+            for t, rows in enumerate(requests):
+                o3.unlearn(rows, name=f"request-{t + 1}", args=hu.O3Config(output_dir=f"{work}/{t}", **train))
+                step = evaluate(o3.model, tok, bench, requests[: t + 1], o3=o3)
+                step["detector_auroc"] = _detector_auroc(o3, bench, requests[: t + 1])
+                steps.append(step)
+            extra = {"routed_generation": _routing_cost(o3, tok, bench), "manifest": o3.manifest}
+        elif system == "npo_cumulative":
+            for t in range(len(requests)):
+                model, tok = hu.load_model(target_dir)
+                rows = [r for req in requests[: t + 1] for r in req]
+                trainer = hu.NPOTrainer(
+                    model,
+                    args=hu.NPOConfig(output_dir=f"{work}/{t}", **train),
+                    forget_dataset=rows,
+                    retain_dataset=bench["retain"],
+                    processing_class=tok,
+                    peft_config=LoraConfig(**lora, task_type="CAUSAL_LM"),
+                )
+                trainer.train()
+                steps.append(evaluate(trainer.model, tok, bench, requests[: t + 1]))
+            extra = {}
+        elif system == "npo_sequential":
+            model = get_peft_model(model, LoraConfig(**lora, task_type="CAUSAL_LM"))
+            for t, rows in enumerate(requests):
+                trainer = hu.NPOTrainer(
+                    model,
+                    args=hu.NPOConfig(output_dir=f"{work}/{t}", **train),
+                    forget_dataset=rows,
+                    retain_dataset=bench["retain"],
+                    processing_class=tok,
+                )
+                trainer.train()
+                model = trainer.accelerator.unwrap_model(trainer.model)
+                steps.append(evaluate(model, tok, bench, requests[: t + 1]))
+            extra = {}
+        else:
+            raise ValueError(f"Unknown system {system!r}; choose from {', '.join(SYSTEMS)}.")
+    return {"system": system, "target": before, "steps": steps, "seconds": round(time.perf_counter() - t0, 1), **extra}
+
+
+def child(system: str) -> dict:
+    import hf_unlearn as hu
+    from hf_unlearn.references import prepare_references
+
+    bench = hu.build_fictitious_authors(**Q.BENCH)
+    refs = prepare_references(bench)
+    return run(system, str(refs.target_dir), bench, requests_of(bench))
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for r in rows:
+        k = range(1, len(r["steps"]) + 1)
+        axes[0].plot(k, [s["general_knowledge_accuracy"] for s in r["steps"]], marker="o", label=r["system"])
+        axes[1].plot(k, [s["retain_prob"] for s in r["steps"]], marker="o", label=r["system"])
+        axes[2].plot(
+            k, [max(q["forget_prob"] for q in s["requests"]) for s in r["steps"]], marker="o", label=r["system"]
+        )
+    for ax, title in zip(
+        axes, ("general knowledge ↑", "retain answer prob ↑", "worst forget prob so far ↓"), strict=True
+    ):
+        ax.set_title(title)
+        ax.set_xlabel("request")
+    axes[0].legend()
+    fig.suptitle("Continual unlearning: 4 requests of one author each (bundled model, built-in benchmark)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--systems", nargs="*", default=list(SYSTEMS))
+    a = p.parse_args()
+    if a.child:
+        print("RESULT " + json.dumps(child(a.child)), flush=True)
+        return
+    out = RESULTS / "continual.json"
+    rows = {r["system"]: r for r in (json.loads(out.read_text()) if out.is_file() else [])}
+    for system in a.systems:
+        rows[system] = Q.run_child(__file__, system)
+        out.write_text(json.dumps([rows[s] for s in SYSTEMS if s in rows], indent=1) + "\n")
+    plot([rows[s] for s in SYSTEMS if s in rows], RESULTS / "continual.png")
+
+
+if __name__ == "__main__":
+    main()
