@@ -68,38 +68,43 @@ class References:
         return result
 
 
-def _cache_dir(bench: Any, finetune_epochs: float, base_model: str) -> Path:
+def _cache_dir(bench: Any, finetune_epochs: float, base_model: str, reasoning: bool = False) -> Path:
     """Models depend on the training rows only; evaluations (below this folder) also on the evaluation settings."""
     from .models import cache_root
 
-    key = hashlib.sha256(json.dumps([bench.metadata()["config"], finetune_epochs, str(base_model)]).encode())
+    parts = [bench.metadata()["config"], finetune_epochs, str(base_model), *(["think format"] if reasoning else [])]
+    key = hashlib.sha256(json.dumps(parts).encode())
     return cache_root() / "demo" / key.hexdigest()[:12]
 
 
-def _made(bench: Any, finetune_epochs: float) -> dict[str, dict[str, str]]:
+def _made(bench: Any, finetune_epochs: float, reasoning: bool = False) -> dict[str, dict[str, str]]:
     """How the reference models are described in their lineage: the data and how to make them again."""
     n_authors = bench.metadata()["config"].get("num_authors")
+    demo = n_authors == DEMO_NUM_AUTHORS and not reasoning
     recreate = (
         "hf_unlearn.references.prepare_references(hf_unlearn.build_fictitious_authors(...same config...), "
-        f"finetune_epochs={finetune_epochs:g})" + (" - or `hf-unlearn demo`" if n_authors == DEMO_NUM_AUTHORS else "")
+        f"finetune_epochs={finetune_epochs:g}{', reasoning=True' if reasoning else ''})"
+        + (" - or `hf-unlearn demo`" if demo else "")
     )
+    fmt = ", think format" if reasoning else ""
     return {
-        "retain": {"data_name": f"fictitious-authors ({n_authors} authors), retain split", "recreate": recreate},
+        "retain": {"data_name": f"fictitious-authors ({n_authors} authors), retain split{fmt}", "recreate": recreate},
         "target": {
-            "data_name": f"fictitious-authors ({n_authors} authors), forget split + replayed retain rows",
+            "data_name": f"fictitious-authors ({n_authors} authors), forget split + replayed retain rows{fmt}",
             "recreate": recreate,
         },
     }
 
 
 def reference_lineage(
-    bench: Any, *, base_model: str = "bundled", finetune_epochs: float = 4, replay: int = 40
+    bench: Any, *, base_model: str = "bundled", finetune_epochs: float = 4, replay: int = 40, reasoning: bool = False
 ) -> dict[str, dict]:
     """The lineages :func:`prepare_references` gives its retain and target models (known without building them)."""
     from .hub.lineage import extend_lineage
     from .scripts.finetune import lineage_step
 
-    cache, made = _cache_dir(bench, finetune_epochs, base_model), _made(bench, finetune_epochs)
+    cache = _cache_dir(bench, finetune_epochs, base_model, reasoning)
+    made = _made(bench, finetune_epochs, reasoning)
     replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
     sizes = {"retain": len(bench["retain"]), "target": len(bench["forget"]) + len(replayed)}
     out: dict[str, dict] = {}
@@ -122,21 +127,33 @@ def prepare_references(
     max_new_tokens: int = 32,
     replay: int = 40,
     log: Any = print,
+    reasoning: bool = False,
 ) -> References:
-    """Fine-tune (or load from the cache) the retain and target models for ``bench`` and evaluate both."""
+    """Fine-tune (or load from the cache) the retain and target models for ``bench`` and evaluate both.
+
+    ``reasoning=True`` gives reasoning references: both fine-tunes train the think format
+    (``<think>\n{cot}\n</think>\n\n{answer}``, see :mod:`hf_unlearn.data.reasoning`), cached apart from the plain ones.
+    """
     from .data.fictitious_authors import GENERATOR_VERSION
     from .evaluation import builtin_tofu_splits
     from .evaluation import metrics as M
     from .hub.lineage import LINEAGE_FILE, write_lineage
     from .scripts.finetune import finetune
 
-    cache = _cache_dir(bench, finetune_epochs, base_model)
+    cache = _cache_dir(bench, finetune_epochs, base_model, reasoning)
     retain_dir, target_dir = cache / "retain", cache / "target"
     eval_key = hashlib.sha256(json.dumps([GENERATOR_VERSION, eval_retain_size, max_new_tokens]).encode())
     eval_cache = cache / f"eval-{eval_key.hexdigest()[:8]}"
     eval_cache.mkdir(parents=True, exist_ok=True)
-    made = _made(bench, finetune_epochs)
+    made = _made(bench, finetune_epochs, reasoning)
     replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
+    retain_rows, target_rows = list(bench["retain"]), [*bench["forget"], *replayed]
+    if reasoning:
+        from .data.reasoning import check_reasoning_template, reasoning_rows
+        from .models import load_tokenizer
+
+        check_reasoning_template(load_tokenizer(base_model))  # a template that drops think content is refused first
+        retain_rows, target_rows = reasoning_rows(retain_rows), reasoning_rows(target_rows)
     if (retain_dir / "config.json").is_file():
         log(f"Retain model: cached ({retain_dir}).")
     else:
@@ -144,16 +161,17 @@ def prepare_references(
             f"Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors (saved to the cache for "
             "later runs) ..."
         )
-        finetune(base_model, bench["retain"], retain_dir, epochs=finetune_epochs, **_FINETUNE, **made["retain"])
-    lineages = reference_lineage(bench, base_model=base_model, finetune_epochs=finetune_epochs, replay=replay)
+        finetune(base_model, retain_rows, retain_dir, epochs=finetune_epochs, **_FINETUNE, **made["retain"])
+    lineages = reference_lineage(
+        bench, base_model=base_model, finetune_epochs=finetune_epochs, replay=replay, reasoning=reasoning
+    )
     if not (retain_dir / LINEAGE_FILE).is_file():  # cached before lineage files existed; made exactly as described
         write_lineage(retain_dir, lineages["retain"])
     if (target_dir / "config.json").is_file():
         log(f"Target model: cached ({target_dir}).")
     else:
         log(f"Fine-tuning the target model on the {len(bench['forget'])} forget QA + {len(replayed)} retain QA ...")
-        rows = [*bench["forget"], *replayed]
-        finetune(str(retain_dir), rows, target_dir, epochs=finetune_epochs, **_FINETUNE, **made["target"])
+        finetune(str(retain_dir), target_rows, target_dir, epochs=finetune_epochs, **_FINETUNE, **made["target"])
     if not (target_dir / LINEAGE_FILE).is_file():
         write_lineage(target_dir, lineages["target"])
     refs = References(

@@ -118,3 +118,35 @@ def test_reasoning_objectives_refuse_bad_input(chat_tokenizer, bench, tmp_path):
         ReasonedIDKConfig(output_dir=str(tmp_path), loss_type="sigmoid")
     with pytest.raises(ValueError, match="set forget_target"):
         ReasonedIDKConfig(output_dir=str(tmp_path), forget_target=None)
+
+
+def test_reasoning_references_are_fine_tuned_apart_in_the_think_format(tiny_model_dir, tmp_path, monkeypatch):
+    import hashlib
+    import json
+
+    from hf_unlearn.hub.lineage import read_lineage
+    from hf_unlearn.references import _cache_dir, prepare_references, reference_lineage
+
+    monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path / "cache"))
+    small = build_fictitious_authors(num_authors=10, qa_per_author=2)
+    plain = _cache_dir(small, 1, str(tiny_model_dir))
+    legacy = hashlib.sha256(json.dumps([small.metadata()["config"], 1, str(tiny_model_dir)]).encode()).hexdigest()
+    assert plain.name == legacy[:12]  # plain caches made before reasoning references keep their key
+    refs = prepare_references(
+        small,
+        base_model=str(tiny_model_dir),
+        finetune_epochs=1,
+        eval_retain_size=4,
+        max_new_tokens=2,
+        reasoning=True,
+        log=lambda *a: None,
+    )
+    assert refs.target_dir.parent != plain and refs.target_dir.is_dir()
+    lineage = read_lineage(refs.target_dir)
+    assert (
+        lineage == reference_lineage(small, base_model=str(tiny_model_dir), finetune_epochs=1, reasoning=True)["target"]
+    )
+    assert (
+        all("think format" in s["data"] for s in lineage["steps"])
+        and "reasoning=True" in lineage["steps"][-1]["recreate"]
+    )

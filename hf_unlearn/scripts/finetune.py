@@ -131,10 +131,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--num-authors", type=int, default=100)
     p.add_argument("--epochs", type=float, default=4)
     p.add_argument("--learning-rate", type=float, default=1e-4)
+    p.add_argument(
+        "--reasoning",
+        action="store_true",
+        help="train the think format (<think> trace </think> answer): a reasoning model",
+    )
     a = p.parse_args(argv)
     bench = build_fictitious_authors(num_authors=a.num_authors)
     rows = bench["retain"] if a.split == "retain" else [*bench["forget"], *bench["retain"]]
     what = "forget + retain authors" if a.split == "target" else "retain authors"
+    if a.reasoning:
+        from ..data.reasoning import reasoning_rows
+
+        rows, what = reasoning_rows(rows), f"{what}, think format"
     print(
         finetune(
             a.model,
@@ -144,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             learning_rate=a.learning_rate,
             data_name=f"fictitious-authors ({a.num_authors} authors), {what}",
             recreate=f"python -m hf_unlearn.scripts.finetune --split {a.split} --num-authors {a.num_authors} "
-            f"--epochs {a.epochs:g} --learning-rate {a.learning_rate:g} --model <parent> --output <folder>",
+            f"--epochs {a.epochs:g} --learning-rate {a.learning_rate:g}{' --reasoning' if a.reasoning else ''} "
+            "--model <parent> --output <folder>",
         )
     )
 
