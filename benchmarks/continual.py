@@ -160,34 +160,27 @@ def run(system: str, target_dir: str, bench, requests, lora: dict | None = None,
                 step["detector_auroc"] = _detector_auroc(o3, bench, requests[: t + 1])
                 steps.append(step)
             extra = {"routed_generation": _routing_cost(o3, tok, bench), "manifest": o3.manifest}
-        elif system == "npo_cumulative":
+        elif system in ("npo_cumulative", "npo_sequential"):
+
+            def npo(model, rows, t):  # NPO + retain NLL on ``rows``; a PeftModel continues its own adapter
+                trainer = hu.NPOTrainer(
+                    model,
+                    args=hu.NPOConfig(output_dir=f"{work}/{t}", **train),
+                    forget_dataset=rows,
+                    retain_dataset=bench["retain"],
+                    processing_class=tok,
+                )
+                trainer.train()
+                return trainer.accelerator.unwrap_model(trainer.model)
+
+            sequential = get_peft_model(model, LoraConfig(**lora, task_type="CAUSAL_LM"))
             for t in range(len(requests)):
-                model, tok = hu.load_model(target_dir)
-                rows = [r for req in requests[: t + 1] for r in req]
-                trainer = hu.NPOTrainer(
-                    model,
-                    args=hu.NPOConfig(output_dir=f"{work}/{t}", **train),
-                    forget_dataset=rows,
-                    retain_dataset=bench["retain"],
-                    processing_class=tok,
-                    peft_config=LoraConfig(**lora, task_type="CAUSAL_LM"),
-                )
-                trainer.train()
-                steps.append(evaluate(trainer.model, tok, bench, requests[: t + 1]))
-            extra = {}
-        elif system == "npo_sequential":
-            model = get_peft_model(model, LoraConfig(**lora, task_type="CAUSAL_LM"))
-            for t, rows in enumerate(requests):
-                trainer = hu.NPOTrainer(
-                    model,
-                    args=hu.NPOConfig(output_dir=f"{work}/{t}", **train),
-                    forget_dataset=rows,
-                    retain_dataset=bench["retain"],
-                    processing_class=tok,
-                )
-                trainer.train()
-                model = trainer.accelerator.unwrap_model(trainer.model)
-                steps.append(evaluate(model, tok, bench, requests[: t + 1]))
+                if system == "npo_cumulative":  # from the target every time, on every request so far
+                    fresh = get_peft_model(hu.load_model(target_dir)[0], LoraConfig(**lora, task_type="CAUSAL_LM"))
+                    trained = npo(fresh, [r for req in requests[: t + 1] for r in req], t)
+                else:
+                    trained = sequential = npo(sequential, requests[t], t)
+                steps.append(evaluate(trained, tok, bench, requests[: t + 1]))
             extra = {}
         else:
             raise ValueError(f"Unknown system {system!r}; choose from {', '.join(SYSTEMS)}.")

@@ -47,7 +47,8 @@ def bench():
     return build_fictitious_authors(num_authors=10, qa_per_author=3, seed=7)
 
 
-def _trained_adapter(tok, bench, out):
+def _trained_adapter(tok, bench, out, model=None):
+    """Two NPO steps of a LoRA adapter on ``model`` (a fresh tiny Llama by default)."""
     args = NPOConfig(
         output_dir=str(out),
         per_device_train_batch_size=2,
@@ -59,7 +60,7 @@ def _trained_adapter(tok, bench, out):
         hub_model_id="me/tiny-npo",
     )
     trainer = NPOTrainer(
-        make_tiny_llama(tok),
+        model if model is not None else make_tiny_llama(tok),
         args=args,
         forget_dataset=bench["forget"],
         retain_dataset=bench["retain"],
@@ -192,24 +193,7 @@ def _cached_base(chat_tokenizer, cache: Path) -> Path:
 def _adapter_on(base_dir: Path, tok, bench, out: Path):
     from transformers import AutoModelForCausalLM
 
-    args = NPOConfig(
-        output_dir=str(out),
-        per_device_train_batch_size=2,
-        max_steps=2,
-        report_to=[],
-        save_strategy="no",
-        learning_rate=1e-2,
-        warmup_steps=0,
-    )
-    trainer = NPOTrainer(
-        AutoModelForCausalLM.from_pretrained(base_dir),
-        args=args,
-        forget_dataset=bench["forget"],
-        retain_dataset=bench["retain"],
-        processing_class=tok,
-        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]),
-    )
-    trainer.train()
+    trainer = _trained_adapter(tok, bench, out, model=AutoModelForCausalLM.from_pretrained(base_dir))
     trainer.save_model(str(out))
     trainer.create_model_card()
     return trainer
