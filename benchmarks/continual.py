@@ -49,10 +49,13 @@ def requests_of(bench: Any) -> list[list[dict]]:
 def _answer_probs(model, tokenizer, pairs, o3=None, batch_size: int = 16) -> list[float]:
     """Length-normalised answer probability of each (question, answer); with ``o3`` every row is routed by the
     weight of its own prompt."""
+    import contextlib
+
     import torch
 
     from hf_unlearn.data import encode_prompt, encode_qa
     from hf_unlearn.data.collators import pad_sequences
+    from hf_unlearn.evaluation import label_logprobs
 
     pad = tokenizer.pad_token_id
     out: list[float] = []
@@ -66,13 +69,12 @@ def _answer_probs(model, tokenizer, pairs, o3=None, batch_size: int = 16) -> lis
         if o3 is not None:
             prompt_ids, prompt_mask = pad_sequences([encode_prompt(tokenizer, q) for q, _ in chunk], pad)
             weights = o3.routing_weights(prompt_ids, prompt_mask)
-        with torch.no_grad(), o3.routed(weights) if o3 is not None else torch.enable_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        logp = logits[:, :-1].log_softmax(-1)
-        target = labels[:, 1:].to(device)
-        keep = target != -100
-        tok = logp.gather(-1, target.clamp(min=0)[..., None]).squeeze(-1) * keep
-        out += torch.exp(tok.sum(1) / keep.sum(1).clamp(min=1)).tolist()
+        # The label-position path (no (B, T, V) logits); the LoRA hooks route each row inside it.
+        with torch.no_grad(), o3.routed(weights) if o3 is not None else contextlib.nullcontext():
+            logps, rows = label_logprobs(model, ids.to(device), mask.to(device), labels.to(device))
+        sums = torch.zeros(len(chunk), device=logps.device).index_add_(0, rows, logps)
+        counts = torch.bincount(rows, minlength=len(chunk)).clamp(min=1)
+        out += torch.exp(sums / counts).tolist()
     return out
 
 

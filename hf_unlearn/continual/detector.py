@@ -108,8 +108,6 @@ class RequestDetector:
     def score(self, features: torch.Tensor, *, leave_one_out: bool = False) -> torch.Tensor:
         """One score per prompt (higher = closer to the request): the layer-average of standardised ``cos - maha``."""
         maha, cos = self._layer_parts(features.float(), leave_one_out=leave_one_out)
-        if "maha_mean" not in self.tensors:  # during fitting, before the standardisation exists
-            return cos.mean(0) - maha.mean(0)
         t = self.tensors
         z = (cos - t["cos_mean"][:, None]) / t["cos_std"][:, None] - (maha - t["maha_mean"][:, None]) / t["maha_std"][
             :, None
