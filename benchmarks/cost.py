@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/cost.py --eval     # evaluation throughput -> results/cost_eval.json
     .venv/bin/python benchmarks/cost.py --task-vector   # negation, streamed vs two models -> cost_task_vector.json
     .venv/bin/python benchmarks/cost.py --robustness    # robustness suite vs TOFU-style suite -> cost_robustness.json
+    .venv/bin/python benchmarks/cost.py --calibration   # calibrated stopping's overhead -> cost_calibration.json
 
 RMU and Adaptive RMU run alone (output-level loss off, layer 7, down_proj of layers 5-7 trained), and so does
 Attention Shifting (layers 10-19, their query/key projections trained; the adapter under ``--lora``).
@@ -253,6 +254,43 @@ def robustness_child() -> dict:
     }
 
 
+CALIBRATED = ("grad_ascent_calibrated", "npo_calibrated", "rmu_answers_lr_1e-3_alpha_1_calibrated")
+
+
+def calibration_child(name: str) -> dict:
+    """One calibrated run of the quality benchmark (its target, data and settings): the callback's own time against
+    the training's wall time."""
+    import tempfile
+
+    import quality as Q
+
+    import hf_unlearn as hu
+    from hf_unlearn.references import prepare_references
+
+    bench = hu.build_fictitious_authors(**Q.BENCH)
+    model, tok = hu.load_model(str(prepare_references(bench).target_dir))
+    with tempfile.TemporaryDirectory() as work:
+        trainer, _ = Q._run_trainer(name, model, tok, bench, work)
+        t0 = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - t0
+    cb = next(c for c in trainer.callback_handler.callbacks if isinstance(c, hu.ForgetTargetCallback))
+    s = cb.summary
+    return {
+        "method": name,
+        "steps": trainer.state.global_step,
+        "train_seconds": round(seconds, 1),
+        "callback_seconds": round(cb.seconds, 1),
+        "overhead": round(cb.seconds / seconds, 3),
+        "evaluations": s["evaluations"],
+        "seconds_per_evaluation": round(cb.seconds / max(s["evaluations"], 1), 2),
+        "rows_per_evaluation": len(cb._forget) + len(cb._nonmember),
+        "every_n_steps": s["every_n_steps"],
+        "stopped": s["stopped"],
+        "best_step": s["best_step"],
+    }
+
+
 def _rss_mib() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * resource.getpagesize() / 2**20
@@ -319,6 +357,9 @@ def main() -> None:
     parser.add_argument(
         "--robustness", action="store_true", help="robustness suite vs TOFU-style suite -> results/cost_robustness.json"
     )
+    parser.add_argument(
+        "--calibration", action="store_true", help="calibrated stopping's overhead -> results/cost_calibration.json"
+    )
     parser.add_argument("--output", default=None, help="results file name under results/ (default by mode)")
     parser.add_argument("--child", default=None)
     parser.add_argument("--work", default=None, help=argparse.SUPPRESS)
@@ -327,11 +368,28 @@ def main() -> None:
         if a.child.startswith("tv_"):
             print(json.dumps(task_vector_child(a.child.removeprefix("tv_"), a.work)))
         else:
+            sys.path.insert(0, str(Path(__file__).parent))
             children = {"eval": eval_child, "robustness": robustness_child}
-            print(json.dumps(children[a.child]() if a.child in children else child(a.child, a.lora)))
+            if a.child in CALIBRATED:
+                print(json.dumps(calibration_child(a.child)))
+            else:
+                print(json.dumps(children[a.child]() if a.child in children else child(a.child, a.lora)))
         return
     sys.path.insert(0, str(Path(__file__).parent))
     from _machine import machine_info
+
+    if a.calibration:
+        rows = []
+        for name in CALIBRATED:
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", name], check=True, capture_output=True, text=True
+            ).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+        RESULTS.mkdir(exist_ok=True)
+        result = {"rows": rows, "measured": time.strftime("%Y-%m-%d %H:%M"), "machine": machine_info()}
+        (RESULTS / (a.output or "cost_calibration.json")).write_text(json.dumps(result, indent=2) + "\n")
+        return
 
     if a.task_vector:
         import tempfile

@@ -61,6 +61,7 @@ from .objective import (
     requirements,
 )
 from .registry import METHODS, get_method
+from .search import SearchResult, search_settings
 
 # Trainers import TRL (several seconds); load them on first use, as transformers does for its models. Every
 # registered method's Config and Trainer are public names.
@@ -151,6 +152,7 @@ __all__ = [
     "SatImpConfig",
     "SatImpTrainer",
     "Schema",
+    "SearchResult",
     "SequenceLogps",
     "SequenceScores",
     "SimNPOConfig",
@@ -190,5 +192,6 @@ __all__ = [
     "rank_answers",
     "requirements",
     "score_sequences",
+    "search_settings",
     "tokenize_rows",
 ]

@@ -165,3 +165,34 @@ def test_nonmembers_needed_matches_the_auc_spread():
     n = nonmembers_needed(40, 0.1)
     assert n == 11 and sd(40, n) <= 0.1 < sd(40, n - 1)
     assert nonmembers_needed(5, 0.1) is None  # no number of non-members makes 5 forget rows enough
+
+
+class PlantedScores(ForgetTargetCallback):
+    """Answer probabilities from a curve for the forget rows and a constant for the non-members (``metric="prob"``);
+    counts how often each set is scored."""
+
+    def __init__(self, *args, curve, nonmember_prob=0.4, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.curve, self.level, self.scored = list(curve), nonmember_prob, []
+
+    def _scores(self, model, rows):
+        which = "forget" if rows is self._forget else "nonmember"
+        self.scored.append(which)
+        p = self.curve.pop(0) if which == "forget" else self.level
+        return [0.0] * len(rows), [p] * len(rows)
+
+
+@pytest.mark.parametrize("margin", [0.1, None])
+def test_non_members_are_rescored_only_near_the_target(chat_tokenizer, bench, tmp_path, margin):
+    # d = 0.5 (first: scored), 0.4 (> 0.1 + 0.1: far, not rescored), 0.15 (near: rescored), 0.05 (reached: rescored)
+    cb = PlantedScores(
+        chat_tokenizer, **_rows(bench), every_n_steps=2, curve=[0.9, 0.8, 0.55, 0.45], rescore_margin=margin
+    )
+    trainer = _train(chat_tokenizer, bench, tmp_path, [cb])
+    assert trainer.state.global_step == 6 and cb.stopped == "reached"
+    rescored = [h["nonmember_rescored"] for h in cb.history]
+    assert rescored == ([1.0, 0.0, 1.0, 1.0] if margin is not None else [1.0] * 4)
+    assert cb.scored.count("nonmember") == sum(rescored) and cb.scored.count("forget") == 4
+    assert [round(h["distance"], 6) for h in cb.history] == [0.5, 0.4, 0.15, 0.05]
+    with pytest.raises(ValueError, match="rescore_margin"):
+        ForgetTargetCallback(chat_tokenizer, **_rows(bench), rescore_margin=-1)

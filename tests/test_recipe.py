@@ -202,6 +202,27 @@ def test_recipe_calibrated_stopping_is_on_the_card(tmp_path, tiny_model_dir):
         main(["--config", str(bad), "--overwrite", "true"])
 
 
+def test_recipe_settings_search_saves_the_best_trial_and_its_record(tmp_path, tiny_model_dir):
+    import warnings
+
+    pytest.importorskip("optuna")
+    lora = {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_target_modules": ["q_proj", "v_proj"]}
+    cfg = _config(tmp_path, tiny_model_dir, evaluate=False, max_steps=2, search_trials=2, search_every=1, **lora)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # 2 forget rows: the AUC-spread warning is expected
+        assert cli(["train", "--config", str(cfg), "--calibration_metric", "prob"]) == 0
+    out = tmp_path / "run"
+    search = json.loads((out / "search.json").read_text())
+    assert [t["state"] for t in search["trials"]] == ["complete", "complete"]  # pruning waits for two trials
+    assert set(search["best_params"]) == {"learning_rate", "beta", "retain_coeff"}
+    hyper = ModelCard.load(out / "README.md").data.unlearning["hyperparameters"]
+    assert hyper["learning_rate"] == pytest.approx(search["best_params"]["learning_rate"])
+    assert f"best trial {search['best_trial']}" in hyper["settings_search"]
+    assert (out / "adapter_model.safetensors").is_file() and not list(out.glob("trial-*"))
+    with pytest.raises(ValueError, match="cannot resume a checkpoint"):
+        main(["--config", str(cfg), "--overwrite", "true", "--resume_from_checkpoint", "true"])
+
+
 def test_recipe_eval_robustness_writes_its_report_and_card_section(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, eval_robustness=True, qa_per_author=4)
     assert cli(["train", "--config", str(cfg)]) == 0

@@ -150,3 +150,46 @@ def test_label_forward_patch_keeps_deep_copies_independent(chat_tokenizer):
         d = clone(input_ids=ids).logits
     assert not torch.allclose(a, b)
     torch.testing.assert_close(c, d)
+
+
+@pytest.mark.parametrize("system_prompt", ["You are a careful assistant who answers questions about authors.", None])
+def test_common_template_prefix_is_encoded_once(chat_tokenizer, monkeypatch, system_prompt):
+    """Rows with prompts of their own still share the template's prefix (a system prompt): it is encoded once and its
+    cache repeated, with the same scores as unshared scoring."""
+    from hf_unlearn.evaluation import scoring
+
+    model = make_tiny_llama(chat_tokenizer)
+    rows = [{"question": f"{r['question']} ({i})", "answer": r["answer"]} for i, r in enumerate(ROWS * 3)]
+    examples = tokenize_rows(rows, chat_tokenizer, system_prompt=system_prompt)
+    common = scoring._common_prefix(examples, range(len(examples)))
+    labelled = [next(t for t, y in enumerate(e["labels"]) if y != IGNORE_INDEX) for e in examples]
+    assert all(e["input_ids"][: len(common)] == common for e in examples) and len(common) < min(labelled)
+    calls = []
+    original = scoring._gather_shared
+    monkeypatch.setattr(scoring, "_gather_shared", lambda *a, **k: calls.append(a[1]) or original(*a, **k))
+    pad = chat_tokenizer.pad_token_id
+    shared = score_sequences(model, examples, pad_token_id=pad, batch_size=4, token_stats=True)
+    plain = score_sequences(model, examples, pad_token_id=pad, batch_size=4, token_stats=True, share_prompts=False)
+    torch.testing.assert_close(shared.sum_logprob, plain.sum_logprob, rtol=1e-5, atol=1e-5)
+    assert torch.equal(shared.num_tokens, plain.num_tokens)
+    if len(common) >= scoring.MIN_COMMON_PREFIX:  # every row ran from the one prefix, in batches of at most 4
+        assert sorted(i for chunk in calls for _, idx in chunk for i in idx) == list(range(len(examples)))
+        assert all(len(chunk) == 1 and len(chunk[0][1]) <= 4 for chunk in calls)
+    else:
+        assert calls == []
+    if system_prompt:
+        assert len(common) >= scoring.MIN_COMMON_PREFIX
+
+
+def test_common_prefix_stops_before_labels_and_differences():
+    from hf_unlearn.evaluation.scoring import _common_prefix
+
+    x = IGNORE_INDEX
+    rows = [
+        {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [x, x, x, x, 5, 6]},
+        {"input_ids": [1, 2, 3, 9, 5, 6, 7], "labels": [x, x, x, x, x, 6, 7]},
+    ]
+    assert _common_prefix(rows, [0, 1]) == [1, 2, 3]  # first difference at position 3
+    rows[1]["input_ids"][3] = 4
+    assert _common_prefix(rows, [0, 1]) == [1, 2, 3]  # row 0's position 3 predicts its first label (position 4)
+    assert _common_prefix(rows, [0]) == []

@@ -53,12 +53,15 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
     - ``"prob"``: ``d = mean forget answer probability - mean non-member answer probability``.
 
     Training stops at the first evaluation with ``|d| <= tolerance`` (the target is reached), or with
-    ``d < -tolerance`` (it was overshot between two evaluations). With ``restore_best``, at the end of training the
-    trainable parameters are set back to those of the evaluation with the smallest ``|d|``; they are kept as a CPU
-    copy, which for full fine-tuning is one copy of the model. Scoring reuses the evaluation's label-position path
-    (no generation, no ``(B, T, V)`` logits). Every evaluation is logged through the Trainer as
-    ``calibration/distance``, ``calibration/auc`` (LOSS's with ``metric="prob"``) and the two answer
-    probabilities; :attr:`summary` says where it stopped.
+    ``d < -tolerance`` (it was overshot between two evaluations). Non-members are data the model never trained on, so
+    unlearning moves their scores little: they are scored at the first evaluation and scored again only when the
+    distance computed with their last scores is within ``tolerance + rescore_margin`` of the target or past it, so
+    every decision to stop uses fresh scores while the evaluations far from the target score the forget rows only.
+    With ``restore_best``, at the end of training the trainable parameters are set back to those of the evaluation
+    with the smallest ``|d|``; they are kept as a CPU copy, which for full fine-tuning is one copy of the model.
+    Scoring reuses the evaluation's label-position path (no generation, no ``(B, T, V)`` logits). Every evaluation is
+    logged through the Trainer as ``calibration/distance``, ``calibration/auc`` (LOSS's with ``metric="prob"``), the
+    two answer probabilities and ``calibration/nonmember_rescored``; :attr:`summary` says where it stopped.
 
     Args:
         tokenizer: the model's tokenizer.
@@ -71,6 +74,7 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         every_n_steps: evaluation interval in optimizer steps (and at the start of training).
         min_k: the k of Min-K%.
         restore_best: restore the best evaluation's weights when training stops or ends elsewhere.
+        rescore_margin: see above; ``None`` scores the non-members at every evaluation.
         trainer: the trainer to log through; hf_unlearn trainers bind themselves.
     """
 
@@ -86,6 +90,7 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         every_n_steps: int = 10,
         min_k: float = 0.4,
         restore_best: bool = True,
+        rescore_margin: float | None = 0.1,
         system_prompt: str | None = None,
         batch_size: int = 32,
         trainer: Any = None,
@@ -121,6 +126,10 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         self.every_n_steps = every_n_steps
         self.min_k = min_k
         self.restore_best = restore_best
+        if rescore_margin is not None and rescore_margin < 0:
+            raise ValueError(f"rescore_margin must be >= 0 or None, got {rescore_margin}.")
+        self.rescore_margin = rescore_margin
+        self._nonmember_scores: tuple[list[float], list[float]] | None = None
         self.batch_size = batch_size
         self.trainer = trainer
         self._forget = tokenize_rows(forget, tokenizer, system_prompt=system_prompt)
@@ -153,14 +162,23 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         ]
         return attack, probs
 
-    def measure(self, model: Any) -> dict[str, float]:
-        """Score both sets once: the distance ``d`` and what it is computed from."""
-        f_attack, f_prob = self._scores(model, self._forget)
-        n_attack, n_prob = self._scores(model, self._nonmember)
+    def _distance(self, forget: tuple[list[float], list[float]], nonmember: tuple[list[float], list[float]]) -> dict:
+        (f_attack, f_prob), (n_attack, n_prob) = forget, nonmember
         out = {"forget_prob": sum(f_prob) / len(f_prob), "nonmember_prob": sum(n_prob) / len(n_prob)}
         out["auc"] = M.auc(f_attack, n_attack)
         out["distance"] = out["forget_prob"] - out["nonmember_prob"] if self.metric == "prob" else out["auc"] - 0.5
         return out
+
+    def measure(self, model: Any) -> dict[str, float]:
+        """Score the forget rows and, when needed (see the class docstring), the non-member rows: the distance ``d``
+        and what it is computed from (``nonmember_rescored``: 1 when the non-members were scored now)."""
+        forget = self._scores(model, self._forget)
+        if self._nonmember_scores is not None and self.rescore_margin is not None:
+            out = self._distance(forget, self._nonmember_scores)
+            if out["distance"] > self.tolerance + self.rescore_margin:  # far from the target: no decision here
+                return {**out, "nonmember_rescored": 0.0}
+        self._nonmember_scores = self._scores(model, self._nonmember)
+        return {**self._distance(forget, self._nonmember_scores), "nonmember_rescored": 1.0}
 
     # -- callback -----------------------------------------------------------------------------------------------
     def _evaluate(self, state: Any, model: Any, control: Any) -> None:

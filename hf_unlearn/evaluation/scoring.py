@@ -171,6 +171,27 @@ def _gather_shared(
 
 PrefixSink = Callable[[list[list[int]], Any, torch.Tensor], None]
 
+# Rows without a prompt of their own to share still share a template prefix (the chat template's system prompt is
+# about a third of a short QA row's tokens); below this many tokens the extra cache bookkeeping is not worth it.
+MIN_COMMON_PREFIX = 8
+
+
+def _common_prefix(examples: Sequence[Mapping[str, Any]], idx: Sequence[int]) -> list[int]:
+    """The longest token prefix that every row of ``idx`` starts with and that holds no label and none of its rows'
+    last unlabelled position (whose output predicts the first label), so the rows can run from its cache."""
+    if len(idx) < 2:
+        return []
+    first = examples[idx[0]]["input_ids"]
+    n = len(first)
+    for i in idx:
+        ids, labels = examples[i]["input_ids"], examples[i]["labels"]
+        labelled = next((t for t, y in enumerate(labels) if y != IGNORE_INDEX), len(labels))
+        n = min(n, labelled - 1, len(ids) - 1)
+        n = next((t for t in range(n) if ids[t] != first[t]), n)
+        if n <= 0:
+            return []
+    return list(first[:n])
+
 
 @torch.no_grad()
 def score_sequences(
@@ -196,7 +217,8 @@ def score_sequences(
 
     ``share_prompts`` (default) encodes a prompt once for all rows that share it (``prompt_length`` from the
     tokeniser): the answer, the paraphrase and every perturbed answer of a question cost one prompt plus their own
-    tokens. Results equal unshared scoring up to float rounding (checked in the tests).
+    tokens. The remaining rows share their common template prefix (the chat template's system prompt, when there is
+    one) the same way. Results equal unshared scoring up to float rounding (checked in the tests).
 
     ``logit_rows`` bounds how many label positions go through the LM head at once: each holds a vocabulary-sized
     float32 row, several times over with ``token_stats``, which otherwise sets the evaluation's peak memory.
@@ -239,6 +261,17 @@ def score_sequences(
         bar.update(len(idx))
 
     try:
+        common = _common_prefix(examples, single) if share_prompts else []
+        if len(common) >= MIN_COMMON_PREFIX:  # e.g. a system prompt: encoded once, its cache repeated per row
+            order = sorted(single, key=lambda i: len(examples[i]["input_ids"]))
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                record(
+                    *_gather_shared(
+                        model, [(common, idx)], examples, pad_token_id, device, token_stats, chunk_size=logit_rows
+                    )
+                )
+            single = []
         order = sorted(single, key=lambda i: len(examples[i]["input_ids"]), reverse=True)
         start = 0
         while start < len(order):

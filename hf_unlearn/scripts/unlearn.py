@@ -45,6 +45,12 @@ class UnlearnScriptArguments:
         nonmember_path: the calibration's non-member rows (JSON lines); the built-in benchmark generates its own.
         calibration_metric, calibration_tolerance, calibration_every: the callback's ``metric``, ``tolerance`` and
             ``every_n_steps``.
+        search_trials: run a settings search of this many trials (:func:`hf_unlearn.search.search_settings`: the
+            distance to the non-member level plus the retain and general-knowledge answer probability lost, optuna
+            with pruning) instead of one training run; the best trial's model is saved and ``search.json`` records
+            every trial. Uses the calibration's non-members.
+        search_every, search_utility_weight: steps between the search's pruning reports; the utility weight of
+            its objective.
         evaluate: evaluate the unlearned model at the end (TOFU-style suite) and write ``results.json``.
         reference_logs: the retain model's saved result, for Forget Quality and PrivLeak.
         eval_robustness: also run the robustness attacks (:func:`~hf_unlearn.evaluation.evaluate_robustness`), write
@@ -78,6 +84,11 @@ class UnlearnScriptArguments:
     calibration_metric: str = field(default="min_k", metadata={"help": "calibrate: min_k, loss or prob."})
     calibration_tolerance: float = field(default=0.1, metadata={"help": "calibrate: how close counts as reached."})
     calibration_every: int = field(default=10, metadata={"help": "calibrate: evaluation interval in steps."})
+    search_trials: int = field(
+        default=0, metadata={"help": "Settings search with this many trials (optuna); the best trial is saved."}
+    )
+    search_every: int = field(default=10, metadata={"help": "search: steps between pruning reports."})
+    search_utility_weight: float = field(default=1.0, metadata={"help": "search: weight of the utility terms."})
     evaluate: bool = field(default=True, metadata={"help": "Evaluate at the end and write results.json."})
     reference_logs: str | None = field(default=None, metadata={"help": "Retain model's saved result."})
     eval_robustness: bool = field(
@@ -142,6 +153,7 @@ LIBRARY_OUTPUTS = (
     "README.md",
     "results.json",
     "robustness.json",
+    "search.json",
     "training_args.bin",
     "trainer_state.json",
     "forget_vs_utility.png",
@@ -251,6 +263,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(script_args.callbacks) - set(CALLBACKS)
     if unknown:
         raise ValueError(f"Unknown callbacks {sorted(unknown)}; choose from {', '.join(CALLBACKS)}.")
+    if script_args.search_trials and training_args.resume_from_checkpoint:
+        raise ValueError(
+            "--search_trials runs every trial from the starting weights; it cannot resume a checkpoint. Drop "
+            "--resume_from_checkpoint, or drop --search_trials to resume the single run."
+        )
     resume = _prepare_output_dir(training_args.output_dir, script_args.overwrite, training_args.resume_from_checkpoint)
 
     benchmark = {
@@ -289,14 +306,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     qa = detect_schema(forget[0]) != Schema.COMPLETION  # chat QA steers answer tokens; raw text every token
     callbacks = [make_callback(name, script_args.callback_layer, qa=qa) for name in script_args.callbacks]
     calibration = []  # a plain TrainerCallback, not an objective: it only watches and stops
+    nonmembers = None
+    if script_args.calibrate or script_args.search_trials:
+        nonmembers = calibration_nonmembers(
+            script_args.dataset, benchmark=benchmark, nonmember_path=script_args.nonmember_path
+        )
     if script_args.calibrate:
         calibration.append(
             hu.ForgetTargetCallback(
                 tokenizer,
                 forget=forget,
-                nonmember=calibration_nonmembers(
-                    script_args.dataset, benchmark=benchmark, nonmember_path=script_args.nonmember_path
-                ),
+                nonmember=nonmembers,
                 retain=retain or (),
                 metric=script_args.calibration_metric,
                 tolerance=script_args.calibration_tolerance,
@@ -315,8 +335,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         peft_config=get_peft_config(model_args),
         callbacks=[*callbacks, *calibration],
     )
+    search = None
+    if script_args.search_trials:  # every trial trains; the best one's trainer (and weights) is kept
+        search = trainer.hyperparameter_search(
+            n_trials=script_args.search_trials,
+            nonmember_dataset=nonmembers,
+            general_dataset=(eval_sets or {}).get("world_facts", ()),
+            every_n_steps=script_args.search_every,
+            utility_weight=script_args.search_utility_weight,
+            metric=script_args.calibration_metric,
+        ).run_summary
+        trainer = search.trainer
     try:
-        trainer.train(resume_from_checkpoint=resume)
+        if search is None:
+            trainer.train(resume_from_checkpoint=resume)
     except (OSError, RuntimeError) as err:
         # torch.save reports a full disk as "unexpected pos" (its zip writer), not as ENOSPC
         if getattr(err, "errno", None) != errno.ENOSPC and "unexpected pos" not in str(err):
@@ -333,6 +365,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(staging)
         _publish_final(Path(staging), Path(training_args.output_dir))
+        if search is not None:
+            search.save(os.path.join(training_args.output_dir, "search.json"))
+            print(
+                f"[hf_unlearn] settings search: best trial {search.best_trial} (J = {search.best_value:.4f}) of "
+                f"{search.summary['trials']}: {search.best_params}",
+                flush=True,
+            )
     metrics = None
     if script_args.evaluate and eval_sets is not None and trainer.is_world_process_zero():
         result = hu.evaluate_tofu(

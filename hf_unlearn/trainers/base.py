@@ -397,6 +397,16 @@ class UnlearnTrainerMixin:
         retain = self._tokenize(retain_input, tokenizer, args, "retain") if retain_input is not None else None
         if retain is not None:
             _warn_overlap(forget, retain)
+        # What a settings search needs to build one trainer per trial (hyperparameter_search).
+        self._init_inputs = {
+            "forget_rows": forget_rows,
+            "retain_rows": _as_rows(retain_dataset),
+            "processing_class": processing_class,
+            "callbacks": list(callbacks),
+            "objectives": list(objectives or []),
+            "optimizers": optimizers,
+        }
+        self.search_summary: dict[str, Any] | None = None
         if not isinstance(model, str) and is_peft_model(model) and ref_model is None and "ref" in model.peft_config:
             # A frozen "ref" copy left by an earlier trainer on this model (e.g. the previous continual-unlearning
             # request) is stale, and TRL refuses to add it again: drop it, TRL copies the current adapter anew.
@@ -428,6 +438,43 @@ class UnlearnTrainerMixin:
         )
         self.add_callback(_PairingEpoch(self))
         self.add_callback(_FiniteGradients())
+
+    # ------------------------------------------------------------------------------------------ settings search
+
+    def hyperparameter_search(
+        self,
+        hp_space: Any = None,
+        compute_objective: Any = None,
+        n_trials: int = 20,
+        direction: str = "minimize",
+        backend: Any = None,
+        hp_name: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """``transformers.Trainer.hyperparameter_search`` for unlearning: an optuna study of this trainer's settings
+        that minimises the distance of the forget set to the non-member level plus the utility lost on retain and
+        general-knowledge rows (:func:`hf_unlearn.search.search_settings`, whose keyword arguments ``kwargs`` takes;
+        ``nonmember_dataset=`` is required). No ``model_init`` is needed: every trial starts from this trainer's
+        starting weights. Returns a ``transformers.trainer_utils.BestRun`` whose ``run_summary`` is the
+        :class:`~hf_unlearn.search.SearchResult` (its ``trainer`` saves the best trial's model).
+        """
+        from transformers.trainer_utils import BestRun
+
+        from ..search import search_settings
+
+        if backend not in (None, "optuna") and getattr(backend, "value", None) != "optuna":
+            raise ValueError(f"hf_unlearn's settings search runs on optuna; got backend={backend!r}.")
+        if direction != "minimize":
+            raise ValueError("The unlearning objective is a distance to minimise: use direction='minimize'.")
+        if "nonmember_dataset" not in kwargs:
+            raise TypeError(
+                "hyperparameter_search needs nonmember_dataset=: rows like the forget set that the model never "
+                "trained on (the target of the search)."
+            )
+        result = search_settings(
+            self, hp_space=hp_space, compute_objective=compute_objective, n_trials=n_trials, hp_name=hp_name, **kwargs
+        )
+        return BestRun(str(result.best_trial), result.best_value, result.best_params, result)
 
     # ------------------------------------------------------------------------------------------- objectives
 
@@ -880,6 +927,15 @@ class UnlearnTrainerMixin:
                     f"{s['stopped']}, best step {s['best_step']}"
                     + (f", weights of step {s['restored_step']} restored" if s["restored_step"] is not None else "")
                 )
+        if self.search_summary:  # the settings search that chose this run
+            s = self.search_summary
+            chosen = ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in s["best_params"].items()
+            )
+            hyper["settings_search"] = (
+                f"optuna, {s['trials']} trials ({s['pruned']} pruned, {s['failed']} failed), minimising {s['rule']}; "
+                f"best trial {s['best_trial']} (objective {s['best_value']:.3f}): {chosen}"
+            )
         return hyper
 
     def create_model_card(self, model_name=None, dataset_name=None, tags=None, **kwargs):
