@@ -335,6 +335,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         peft_config=get_peft_config(model_args),
         callbacks=[*callbacks, *calibration],
     )
+    _check_sharding(trainer)
     search = None
     if script_args.search_trials:  # every trial trains; the best one's trainer (and weights) is kept
         search = trainer.hyperparameter_search(
@@ -374,8 +375,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
     metrics = None
     if script_args.evaluate and eval_sets is not None and trainer.is_world_process_zero():
+        eval_model = _evaluation_model(trainer, training_args.output_dir)
         result = hu.evaluate_tofu(
-            trainer.model,
+            eval_model,
             tokenizer,
             **eval_sets,
             reference=script_args.reference_logs,
@@ -387,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     robustness = None
     if script_args.eval_robustness and eval_sets is not None and trainer.is_world_process_zero():
         robustness = hu.evaluate_robustness(
-            trainer.model,
+            _evaluation_model(trainer, training_args.output_dir),
             tokenizer,
             forget=eval_sets["forget"],
             holdout=eval_sets["holdout"],
@@ -404,6 +406,52 @@ def main(argv: Sequence[str] | None = None) -> None:
     rank = int(os.environ.get("RANK", "0"))
     print(f"[hf_unlearn] rank {rank}/{training_args.world_size} finished {state.global_step} steps", flush=True)
     _close_process_group()
+
+
+def _sharded(trainer) -> bool:
+    """Whether the model's parameters are split across ranks (FSDP, DeepSpeed ZeRO-3)."""
+    from accelerate.utils import DistributedType
+
+    acc = trainer.accelerator
+    if acc.num_processes < 2:
+        return False
+    if acc.distributed_type == DistributedType.FSDP:
+        return True
+    plugin = getattr(acc.state, "deepspeed_plugin", None) if acc.distributed_type == DistributedType.DEEPSPEED else None
+    return plugin is not None and getattr(plugin, "zero_stage", 0) == 3
+
+
+def _evaluation_model(trainer, output_dir: str):
+    """The model rank 0 evaluates alone. A sharded model cannot run on one rank (every forward gathers parameters
+    from all of them), so rank 0 loads the final model the recipe just saved, whole, instead."""
+    if not _sharded(trainer):
+        return trainer.model
+    import hf_unlearn as hu
+
+    model, _ = hu.load_unlearned(output_dir)
+    return model.to(trainer.accelerator.device)
+
+
+def _check_sharding(trainer) -> None:
+    """Say so when the accelerate config asked for FSDP or DeepSpeed but accelerate runs plain data parallelism:
+    accelerate 1.16 selects them only for GPU-type devices, so on CPU ranks an FSDP config silently becomes DDP."""
+    from accelerate.utils import DistributedType
+
+    asked = [
+        name
+        for name, env in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"))
+        if os.environ.get(env, "false").lower() == "true"
+    ]
+    got = trainer.accelerator.distributed_type
+    if asked and got not in (DistributedType.FSDP, DistributedType.DEEPSPEED) and trainer.is_world_process_zero():
+        print(
+            f"[hf_unlearn] warning: the accelerate config asks for {asked[0]}, but accelerate runs this job as "
+            f"{got.value}: it selects {asked[0]} only on GPU-type devices and these ranks run on "
+            f"{trainer.args.device.type.upper()}. "
+            "Every rank holds the whole model (training is still correct: plain data parallelism).",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _settle_collectives() -> None:
