@@ -15,26 +15,7 @@ from ..test_recipe import ROOT, _config
 
 def test_two_process_cpu_run(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, save_strategy="steps", save_steps=2, evaluate=False)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run(
-        [
-            str(torchrun),
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29533",
-            str(ROOT / "recipes" / "unlearn.py"),
-            "--config",
-            str(cfg),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,  # a clean run takes ~10 s; a hang at exit should fail fast, not stall CI
-        env=env,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = _launch(cfg, 2, 29533)  # a clean run takes ~10 s; a hang at exit fails at the timeout
     assert "rank 0/2 finished 2 steps" in proc.stdout and "rank 1/2 finished 2 steps" in proc.stdout
     out = tmp_path / "run"
     assert sorted(p.name for p in out.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-2"]
@@ -43,19 +24,17 @@ def test_two_process_cpu_run(tmp_path, tiny_model_dir):
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
 
 
-def _launch(cfg, nproc: int, port: int, *extra):
+def _run(cmd: list[str]):
+    """A launcher command line from the repository root, offline, one thread per rank; it must succeed."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(nproc), "--master_port", str(port)]
-    proc = subprocess.run(
-        [*cmd, str(ROOT / "recipes" / "unlearn.py"), "--config", str(cfg), *extra],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-        cwd=ROOT,
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def _launch(cfg, nproc: int, port: int, *extra):
+    cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", str(nproc), "--master_port", str(port)]
+    return _run([*cmd, str(ROOT / "recipes" / "unlearn.py"), "--config", str(cfg), *extra])
 
 
 @pytest.mark.parametrize("callback", ["rmu", "adaptive_rmu", "attention_shifting"])
@@ -95,18 +74,8 @@ def test_representation_callbacks_under_ddp_equal_one_process(tmp_path, tiny_mod
 
 def _accelerate(cfg, config_file, port: int, *extra):
     """The README's `accelerate launch` command line."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [str(Path(sys.executable).with_name("accelerate")), "launch", "--config_file", str(config_file)]
-    proc = subprocess.run(
-        [*cmd, "--main_process_port", str(port), str(ROOT / "recipes" / "unlearn.py"), "--config", str(cfg), *extra],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env=env,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return _run([*cmd, "--main_process_port", str(port), str(ROOT / "recipes" / "unlearn.py"), "--config", str(cfg)])
 
 
 LORA = {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_target_modules": ["q_proj", "v_proj"]}
@@ -175,14 +144,9 @@ def test_fsdp2_sharded_label_path_equals_one_process(tmp_path, tiny_model_dir):
     """The nearest thing to FSDP2 that runs on CPU: torch's `fully_shard` over 2 gloo ranks (parameters are DTensor
     shards), the trainers' label-position forward and an NPO step with a precomputed reference, against one process
     on the same 4 rows."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     out = tmp_path / "fsdp2.json"
     cmd = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node", "2", "--master_port", "29553"]
-    script = Path(__file__).with_name("fsdp2_label_path.py")
-    proc = subprocess.run(
-        [*cmd, str(script), str(tiny_model_dir), str(out)], capture_output=True, text=True, timeout=240, env=env
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _run([*cmd, str(Path(__file__).with_name("fsdp2_label_path.py")), str(tiny_model_dir), str(out)])
     result = json.loads(out.read_text())
     assert result["parameter_types"] == ["DTensor"]  # really sharded
     assert result["moved"] > 1e-2 and result["max_weight_diff"] < 1e-6
