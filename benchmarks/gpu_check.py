@@ -8,7 +8,8 @@
 2. QLoRA (4-bit NF4 on CUDA): every output-level method trains an adapter, and NPO's LoRA gradients match a
    dequantised reference (the QLoRA tests, run on this device) -> recorded in ``results/gpu_check.json``;
 3. evaluation throughput (scoring, greedy generation, MCQ) -> ``results/gpu_cost_eval.json``;
-4. with 2 or more GPUs: the 2-rank runs of ``tests/distributed`` (torchrun).
+4. with 2 or more GPUs: the 2-rank runs of ``tests/distributed`` (torchrun, accelerate launch) and FSDP2 / ZeRO-3
+   through accelerate (``benchmarks/gpu_tests``: sharded runs equal one process; ZeRO-3 where DeepSpeed is installed).
 
 Every step runs in its own process with a time limit; a failing step is recorded with its output and the others
 still run. The summary goes to ``results/gpu_check.json``.
@@ -65,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     _step("eval_throughput", [py, "benchmarks/cost.py", "--eval", "--output", f"{a.prefix}_cost_eval.json"], 180, log)
     if gpus >= 2:
         _step("two_ranks", [py, "-m", "pytest", "-q", "tests/distributed"], 300, log)
+        _step("sharded", [py, "-m", "pytest", "-q", "benchmarks/gpu_tests"], 300, log)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{a.prefix}_check.json").write_text(json.dumps(log, indent=2) + "\n")
     failed = [k for k, v in log.items() if isinstance(v, dict) and v.get("ok") is False]

@@ -126,6 +126,7 @@ def test_accelerate_launch_multi_cpu_equals_one_process(tmp_path, tiny_model_dir
         torch.testing.assert_close(weights[2][key], tensor, rtol=1e-4, atol=1e-6, msg=key)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on GPUs accelerate shards: benchmarks/gpu_tests checks that")
 def test_fsdp_config_on_cpu_ranks_says_it_runs_as_ddp(tmp_path, tiny_model_dir):
     """accelerate 1.16 selects FSDP only on GPU-type devices: the shipped FSDP2 config on CPU ranks trains as DDP, and
     the recipe says so instead of leaving the user to believe the model is sharded."""
