@@ -57,13 +57,13 @@ def search_objective(
 ) -> float:
     """``J = |distance| + utility_weight * (drop(retain) + drop(general))`` with ``drop = max(0, 1 - p / p_before)``;
     a set without both probabilities contributes 0 (see the module docstring)."""
+    drops = (_drop(retain_prob, retain_prob_before), _drop(general_prob, general_prob_before))
+    return abs(distance) + utility_weight * sum(d for d in drops if d is not None)
 
-    def drop(p: float | None, before: float | None) -> float:
-        return 0.0 if p is None or not before else max(0.0, 1.0 - p / before)
 
-    return abs(distance) + utility_weight * (
-        drop(retain_prob, retain_prob_before) + drop(general_prob, general_prob_before)
-    )
+def _drop(p: float | None, before: float | None) -> float | None:
+    """The relative loss ``max(0, 1 - p / before)``; ``None`` without both probabilities."""
+    return None if p is None or not before else max(0.0, 1.0 - p / before)
 
 
 def _spread(rows: Sequence[Mapping[str, Any]], n: int) -> list[Mapping[str, Any]]:
@@ -135,8 +135,7 @@ class SearchObjective:
         out["retain_prob"] = self._prob(model, self._retain)
         out["general_prob"] = self._prob(model, self._general)
         for name in ("retain", "general"):
-            p, before = out[f"{name}_prob"], self.before.get(f"{name}_prob")
-            out[f"{name}_drop"] = None if p is None or not before else max(0.0, 1.0 - p / before)
+            out[f"{name}_drop"] = _drop(out[f"{name}_prob"], self.before.get(f"{name}_prob"))
         out["objective"] = search_objective(
             out["distance"],
             retain_prob=out["retain_prob"],
@@ -207,24 +206,16 @@ class SearchResult:
         os.replace(tmp, path)
 
 
-def _declared_fields(args: Any) -> list[str]:
-    """Config fields declared by hf_unlearn's config classes (the method's own parameters)."""
-    own: list[str] = []
-    for klass in reversed(type(args).__mro__):
-        if klass.__module__.startswith("hf_unlearn"):
-            own.extend(k for k in vars(klass).get("__annotations__", {}) if k not in own)
-    return own
-
-
 def default_hp_space(trainer: Any) -> Callable[[Any], dict[str, Any]]:
     """The default search space around the trainer's config: ``learning_rate``, the method's ``beta`` where it has
     one, and ``retain_coeff`` where a retain term is trained, each log-uniform from a quarter to four times its set
     value. The length of training stays as configured: pruning and the objective decide between trials, and
     :class:`~hf_unlearn.callbacks.ForgetTargetCallback` among the trainer's callbacks stops each one."""
+    from .trainers.base import declared_fields
+
     a = trainer.args
     ranges = {"learning_rate": a.learning_rate}
-    declared = _declared_fields(a)
-    if "beta" in declared and getattr(a, "beta", 0):
+    if "beta" in declared_fields(a) and getattr(a, "beta", 0):
         ranges["beta"] = a.beta
     if trainer.requirements.retain and getattr(a, "retain_coeff", 0):
         ranges["retain_coeff"] = a.retain_coeff

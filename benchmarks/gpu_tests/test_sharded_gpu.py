@@ -12,8 +12,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.distributed.test_two_ranks import _accelerate, _launch  # noqa: E402
-from tests.test_recipe import _config  # noqa: E402
+from tests.distributed.test_two_ranks import _accelerate, _one_and_two_ranks  # noqa: E402
 
 if torch.cuda.device_count() < 2:  # collected only by gpu_check on a machine with 2 or more GPUs
     pytest.skip("needs 2 CUDA devices", allow_module_level=True)
@@ -40,31 +39,19 @@ def _sharded_config(tmp_path, name: str) -> Path:
 @pytest.mark.parametrize("config", ["fsdp2", "zero3"])
 @pytest.mark.parametrize("method", ["npo", "grad_diff"])
 def test_sharded_run_equals_one_process(tmp_path, tiny_model_dir, config, method):
-    from safetensors.torch import load_file
-
     if config == "zero3":
         pytest.importorskip("deepspeed")
-    weights = {}
-    for nproc, per_device in ((1, 4), (2, 2)):
-        run = tmp_path / f"{nproc}"
-        run.mkdir()
-        over = {"retain_loss_type": "kl"} if method == "grad_diff" else {}
-        cfg = _config(
-            run,
-            tiny_model_dir,
-            method=method,
-            per_device_train_batch_size=per_device,
-            max_steps=3,
-            learning_rate=1e-2,
-            output_dir=str(run / "out"),
-            seed=3,
-            eval_max_new_tokens=4,
-            **over,
-        )
-        proc = _launch(cfg, 1, 29560) if nproc == 1 else _accelerate(cfg, _sharded_config(tmp_path, config), 29561)
-        if nproc == 2:
-            assert "warning: the accelerate config asks for" not in proc.stderr  # really sharded
-        weights[nproc] = load_file(run / "out" / "model.safetensors")
-        assert (run / "out" / "results.json").is_file()  # rank 0 evaluated the saved model
+    accelerate_config = _sharded_config(tmp_path, config)
+
+    def sharded(cfg, port):
+        proc = _accelerate(cfg, accelerate_config, port)
+        assert "warning: the accelerate config asks for" not in proc.stderr  # really sharded
+        return proc
+
+    over = {"retain_loss_type": "kl"} if method == "grad_diff" else {}
+    weights = _one_and_two_ranks(
+        tmp_path, tiny_model_dir, sharded, 29560, method=method, evaluate=True, eval_max_new_tokens=4, seed=3, **over
+    )
+    assert (tmp_path / "2" / "out" / "results.json").is_file()  # rank 0 evaluated the saved model
     for key, tensor in weights[1].items():
         torch.testing.assert_close(weights[2][key], tensor, rtol=1e-4, atol=1e-6, msg=key)

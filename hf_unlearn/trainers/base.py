@@ -246,6 +246,16 @@ def _label_token_logps(model: Any, compact: bool, input_ids, attention_mask, lab
     return out.log_probs[:, -(input_ids.shape[1] - 1) :].float()
 
 
+def declared_fields(args: Any) -> list[str]:
+    """The fields hf_unlearn's config classes declare (a method's own parameters, ``beta``, ``forget_coeff``, ...),
+    base classes first, without those inherited from TRL or transformers."""
+    own: list[str] = []
+    for klass in reversed(type(args).__mro__):
+        if klass.__module__.startswith("hf_unlearn"):
+            own.extend(k for k in vars(klass).get("__annotations__", {}) if k not in own)
+    return own
+
+
 def _as_rows(data: Any) -> Sequence[Mapping[str, Any]]:
     if data is None:
         return None
@@ -903,11 +913,7 @@ class UnlearnTrainerMixin:
         """What the card records: the objective parameters declared by hf_unlearn's configs (``beta``,
         ``forget_coeff``, ``teacher_top_k``, ...) and the training schedule; unset values are left out."""
         a = self.args
-        own: list[str] = []
-        for klass in reversed(type(a).__mro__):
-            if klass.__module__.startswith("hf_unlearn"):
-                own.extend(k for k in vars(klass).get("__annotations__", {}) if k not in own)
-        keys = [k for k in own if k not in self._CARD_SKIPPED and k not in self._CARD_TRAINING_KEYS]
+        keys = [k for k in declared_fields(a) if k not in self._CARD_SKIPPED and k not in self._CARD_TRAINING_KEYS]
         hyper = {k: getattr(a, k) for k in [*keys, *self._CARD_TRAINING_KEYS] if getattr(a, k, None) is not None}
         if not self.requirements.retain:
             for k in ("retain_coeff", "retain_per_forget", "kl_all_positions"):

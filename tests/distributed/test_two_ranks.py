@@ -37,33 +37,41 @@ def _launch(cfg, nproc: int, port: int, *extra):
     return _run([*cmd, str(ROOT / "recipes" / "unlearn.py"), "--config", str(cfg), *extra])
 
 
-@pytest.mark.parametrize("callback", ["rmu", "adaptive_rmu", "attention_shifting"])
-def test_representation_callbacks_under_ddp_equal_one_process(tmp_path, tiny_model_dir, callback):
-    """RMU's early exit and frozen activations, and Attention Shifting's attention patch, inside a DDP-wrapped model:
-    2 ranks x 2 rows give the weights of 1 process x 4 rows (same global batch, window-normalised terms)."""
+def _one_and_two_ranks(tmp_path, model_dir, two_ranks, port: int, file: str = "model.safetensors", **over) -> dict:
+    """Train 1 process x 4 rows (torchrun) and 2 ranks x 2 rows (``two_ranks(cfg, port)``) with the recipe, same
+    seed and settings; the saved ``file`` of each, keyed by the number of processes."""
     from safetensors.torch import load_file
 
     weights = {}
     for nproc, per_device in ((1, 4), (2, 2)):
         run = tmp_path / f"{nproc}"
         run.mkdir()
-        cfg = _config(
-            run,
-            tiny_model_dir,
-            method="grad_diff",
-            forget_coeff=0.0,
-            retain_loss_type="none",
-            callbacks=[callback],
-            callback_layer=1,
-            per_device_train_batch_size=per_device,
-            max_steps=3,
-            learning_rate=1e-2,
-            evaluate=False,
-            output_dir=str(run / "out"),
-            seed=5,
-        )
-        _launch(cfg, nproc, 29540 + nproc)
-        weights[nproc] = load_file(run / "out" / "model.safetensors")
+        settings = {"max_steps": 3, "learning_rate": 1e-2, "evaluate": False, "output_dir": str(run / "out"), **over}
+        cfg = _config(run, model_dir, per_device_train_batch_size=per_device, **settings)
+        proc = _launch(cfg, 1, port) if nproc == 1 else two_ranks(cfg, port + 1)
+        assert f"rank {nproc - 1}/{nproc} finished 3 steps" in proc.stdout
+        weights[nproc] = load_file(run / "out" / file)
+    return weights
+
+
+@pytest.mark.parametrize("callback", ["rmu", "adaptive_rmu", "attention_shifting"])
+def test_representation_callbacks_under_ddp_equal_one_process(tmp_path, tiny_model_dir, callback):
+    """RMU's early exit and frozen activations, and Attention Shifting's attention patch, inside a DDP-wrapped model:
+    2 ranks x 2 rows give the weights of 1 process x 4 rows (same global batch, window-normalised terms)."""
+    from safetensors.torch import load_file
+
+    weights = _one_and_two_ranks(
+        tmp_path,
+        tiny_model_dir,
+        lambda cfg, port: _launch(cfg, 2, port),
+        29540,
+        method="grad_diff",
+        forget_coeff=0.0,
+        retain_loss_type="none",
+        callbacks=[callback],
+        callback_layer=1,
+        seed=5,
+    )
     initial = load_file(tiny_model_dir / "model.safetensors")
     moved = [n for n, t in weights[1].items() if not torch.equal(t, initial[n])]
     trained = ("self_attn.q_proj", "self_attn.k_proj") if callback == "attention_shifting" else ("mlp.down_proj",)
@@ -95,28 +103,11 @@ def test_accelerate_launch_multi_cpu_equals_one_process(tmp_path, tiny_model_dir
     references of NPO and the KL retain term."""
     from safetensors.torch import load_file
 
-    weights = {}
-    for nproc, per_device in ((1, 4), (2, 2)):
-        run = tmp_path / f"{nproc}"
-        run.mkdir()
-        cfg = _config(
-            run,
-            tiny_model_dir,
-            per_device_train_batch_size=per_device,
-            max_steps=3,
-            learning_rate=1e-2,
-            evaluate=False,
-            output_dir=str(run / "out"),
-            seed=3,
-            **over,
-        )
-        if nproc == 1:
-            _launch(cfg, 1, 29550)
-        else:
-            proc = _accelerate(cfg, ROOT / "recipes" / "accelerate" / "multi_cpu.yaml", 29551)
-            assert "rank 1/2 finished 3 steps" in proc.stdout
-        file = "adapter_model.safetensors" if "use_peft" in over else "model.safetensors"
-        weights[nproc] = load_file(run / "out" / file)
+    config = ROOT / "recipes" / "accelerate" / "multi_cpu.yaml"
+    file = "adapter_model.safetensors" if "use_peft" in over else "model.safetensors"
+    weights = _one_and_two_ranks(
+        tmp_path, tiny_model_dir, lambda cfg, port: _accelerate(cfg, config, port), 29550, file=file, seed=3, **over
+    )
     if "use_peft" in over:  # the adapter trained
         assert any("lora_B" in n and t.abs().max() > 0 for n, t in weights[1].items())
     else:
