@@ -223,6 +223,32 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def table(rows: list[dict]) -> str:
+    """The README's table: every system after each request (forget answer probability of the requests so far, worst
+    and mean, original / paraphrased questions; utility), the target first."""
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    lines = [
+        "| system | after request | forget prob, worst / mean | paraphrased, mean | retain prob | holdout prob | "
+        "general knowledge | detector AUROC, min |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def line(name: str, k: str, s: dict) -> str:
+        f = [q["forget_prob"] for q in s["requests"]]
+        para = mean([q["forget_prob_paraphrased"] for q in s["requests"]])
+        auroc = f"{min(s['detector_auroc']):.3f}" if s.get("detector_auroc") else "-"
+        return (
+            f"| {name} | {k} | {max(f):.3f} / {mean(f):.3f} | {para:.3f} | {s['retain_prob']:.3f} | "
+            f"{s['holdout_prob']:.3f} | {s['general_knowledge_accuracy']:.3f} | {auroc} |"
+        )
+
+    if rows:
+        lines.append(line("target", "-", rows[0]["target"]))
+    for r in rows:
+        lines += [line(r["system"], str(k), s) for k, s in enumerate(r["steps"], 1)]
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -237,6 +263,7 @@ def main() -> None:
         rows[system] = Q.run_child(__file__, system)
         out.write_text(json.dumps([rows[s] for s in SYSTEMS if s in rows], indent=1) + "\n")
     plot([rows[s] for s in SYSTEMS if s in rows], RESULTS / "continual.png")
+    print(table([rows[s] for s in SYSTEMS if s in rows]))
 
 
 if __name__ == "__main__":

@@ -85,8 +85,10 @@ def test_continual_benchmark_runs_every_system_on_a_tiny_target(chat_tokenizer, 
     assert len(requests) == 2 and not {r["author"] for r in requests[0]} & {r["author"] for r in requests[1]}
     train = {**continual.TRAIN, "max_steps": 1, "per_device_train_batch_size": 2}
     lora = {"r": 4, "lora_alpha": 8, "target_modules": "all-linear"}
+    rows = []
     for system in continual.SYSTEMS:
         row = continual.run(system, str(tiny_model_dir), bench, requests, lora=lora, train=train)
+        rows.append(row)
         assert [len(s["requests"]) for s in row["steps"]] == [1, 2]  # every request so far, after each request
         for step in row["steps"]:
             assert 0 <= step["general_knowledge_accuracy"] <= 1 and 0 < step["retain_prob"] < 1
@@ -94,3 +96,6 @@ def test_continual_benchmark_runs_every_system_on_a_tiny_target(chat_tokenizer, 
         if system == "o3":
             assert len(row["steps"][-1]["detector_auroc"]) == 2 and row["routed_generation"]["ratio"] > 0
             assert [m["name"] for m in row["manifest"]] == ["request-1", "request-2"]
+    table = continual.table(rows).splitlines()
+    assert len(table) == 2 + 1 + 2 * len(continual.SYSTEMS)  # header, the target, each system after each request
+    assert table[3].startswith("| o3 | 1 |") and table[-1].startswith("| npo_sequential | 2 |")
