@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/continual.py                  # -> results/continual.json + continual.png
     .venv/bin/python benchmarks/continual.py --systems o3     # one system (the others are read from the JSON)
+    .venv/bin/python benchmarks/continual.py --routing        # routing cost only -> results/continual_routing.json
 
 Set-up: the quality benchmark's target (``quality.BENCH``: 40 authors, 4 forget authors), one request per forget author
 (K = 4, 10 QA each, disjoint), every system trained with the quality benchmark's output-level settings (LoRA r 32 on
@@ -113,7 +114,12 @@ def _detector_auroc(o3, bench, requests) -> list[float]:
     return scores
 
 
-def _routing_cost(o3, tokenizer, bench, queries: int = 16, new_tokens: int = 32) -> dict:
+def _routing_cost(o3, tokenizer, bench, queries: int = 16, new_tokens: int = 32, rounds: int = 3) -> dict:
+    """Greedy generation of ``new_tokens`` tokens for ``queries`` prompts (half forget questions, half general
+    knowledge, left-padded into one batch): the adapter always on, routed generation (``O3Model.generate``: the
+    feature pass fills the prompt cache of rows routed to 0) and the plain route (a feature pass, then generation from
+    scratch). Every row generates exactly ``new_tokens`` tokens, so the three do the same work whatever they answer;
+    the three alternate ``rounds`` times and the fastest of each is kept."""
     import torch
 
     from hf_unlearn.data import encode_prompt
@@ -123,21 +129,64 @@ def _routing_cost(o3, tokenizer, bench, queries: int = 16, new_tokens: int = 32)
     ids, mask = pad_sequences(
         [encode_prompt(tokenizer, r["question"]) for r in rows], tokenizer.pad_token_id, padding_side="left"
     )
-    kw = dict(attention_mask=mask, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    times = {}
-    for name in ("adapter_on", "routed", "adapter_on", "routed"):  # alternated, the second of each kept
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            if name == "routed":
-                o3.generate(ids, **kw)
-            else:
-                with o3.routed(torch.ones(len(rows))):
-                    o3.model.generate(input_ids=ids, **kw)
-        times[name] = time.perf_counter() - t0
+    kw = dict(
+        attention_mask=mask,
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+    def adapter_on():
+        with o3.routed(torch.ones(len(rows))):
+            o3.model.generate(input_ids=ids, **kw)
+
+    def plain():
+        with o3.routed(o3.routing_weights(ids, mask)):
+            o3.model.generate(input_ids=ids, **kw)
+
+    runs = {"adapter_on": adapter_on, "routed": lambda: o3.generate(ids, **kw), "routed_plain": plain}
+    times: dict[str, float] = {}
+    with torch.no_grad():
+        for _ in range(rounds):
+            for name, fn in runs.items():
+                t0 = time.perf_counter()
+                fn()
+                times[name] = min(times.get(name, float("inf")), time.perf_counter() - t0)
     return {
-        **{f"{k}_seconds": round(v, 2) for k, v in times.items()},
+        "queries": len(rows),
+        "prompt_tokens": int(mask.sum()),
+        "new_tokens": new_tokens,
+        "routed_rows": int((o3.routing_weights(ids, mask) > 0).sum()),
+        **{f"{k}_seconds": round(v, 3) for k, v in times.items()},
         "ratio": round(times["routed"] / times["adapter_on"], 3),
+        "ratio_plain": round(times["routed_plain"] / times["adapter_on"], 3),
     }
+
+
+def routing_child(steps: int = 2) -> dict:
+    """Routing cost alone, without the 1.5-hour training: the O3 run's requests with ``steps`` optimizer steps each.
+    Its detectors equal the full run's (they read the base model with the adapter off) and the cost of a LoRA forward
+    does not depend on the adapter's values, so only the generated text differs from the full run."""
+    import tempfile
+
+    import torch
+    from peft import LoraConfig
+
+    import hf_unlearn as hu
+    from hf_unlearn.continual import O3Model
+    from hf_unlearn.references import prepare_references
+
+    bench = hu.build_fictitious_authors(**Q.BENCH)
+    model, tok = hu.load_model(str(prepare_references(bench).target_dir))
+    o3 = O3Model.from_base(model, tok, LoraConfig(**Q.LORA, task_type="CAUSAL_LM"))
+    with tempfile.TemporaryDirectory() as work:
+        for t, rows in enumerate(requests_of(bench)):
+            args = hu.O3Config(output_dir=f"{work}/{t}", **{**TRAIN, "max_steps": steps})
+            o3.unlearn(rows, name=f"request-{t + 1}", args=args)
+    o3.eval()
+    info = {"requests": len(o3.detectors), "train_steps_per_request": steps, "torch_threads": torch.get_num_threads()}
+    return {**info, **_routing_cost(o3, tok, bench)}
 
 
 def run(system: str, target_dir: str, bench, requests, lora: dict | None = None, train: dict | None = None) -> dict:
@@ -253,9 +302,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--systems", nargs="*", default=list(SYSTEMS))
+    p.add_argument("--routing", action="store_true", help="only the routing cost -> results/continual_routing.json")
     a = p.parse_args()
     if a.child:
-        print("RESULT " + json.dumps(child(a.child)), flush=True)
+        print("RESULT " + json.dumps(routing_child() if a.child == "routing" else child(a.child)), flush=True)
+        return
+    if a.routing:
+        from _machine import machine_info
+
+        row = {**Q.run_child(__file__, "routing"), "machine": machine_info()}
+        (RESULTS / "continual_routing.json").write_text(json.dumps(row, indent=1) + "\n")
+        print(json.dumps(row, indent=1))
         return
     out = RESULTS / "continual.json"
     rows = {r["system"]: r for r in (json.loads(out.read_text()) if out.is_file() else [])}

@@ -105,6 +105,49 @@ def test_a_batch_is_routed_row_by_row(chat_tokenizer, tiny_model_dir):
     assert not torch.allclose(together[2], base[0])
 
 
+class _FixedDetector:
+    """Gives fixed weights and records the features it was asked about."""
+
+    def __init__(self, weights):
+        self.weights, self.seen = weights, []
+
+    def weight(self, features):
+        self.seen.append(features)
+        return self.weights
+
+
+def test_routed_generation_reuses_the_feature_pass_and_equals_the_plain_path(chat_tokenizer, tiny_model_dir):
+    """The prompt pass that gives the detector features fills the cache of rows routed to 0; rows with a weight are
+    encoded again: generation equals routing the whole batch first and generating from scratch (left padding)."""
+    from peft import LoraConfig
+
+    from hf_unlearn.data.collators import pad_sequences
+
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    o3 = O3Model.from_base(AutoModelForCausalLM.from_pretrained(tiny_model_dir), chat_tokenizer, cfg).eval()
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(3, 300, (n,), generator=g).tolist() for n in (9, 6, 11, 4)]
+    ids, mask = pad_sequences(prompts, chat_tokenizer.pad_token_id, padding_side="left")
+    w = torch.tensor([0.0, 0.5, 1.0, 0.0])
+    o3.detectors = [_FixedDetector(w)]
+    kw = dict(max_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True)
+    kw["pad_token_id"] = chat_tokenizer.pad_token_id
+    with torch.no_grad():
+        fused = o3.generate(ids, attention_mask=mask, **kw)
+        with o3.routed(w):
+            plain = o3.model.generate(input_ids=ids, attention_mask=mask, **kw)
+    assert torch.equal(fused.sequences, plain.sequences)
+    for a, b in zip(fused.scores, plain.scores, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # The features the detector saw equal the plain feature pass (right padding, no cache).
+    torch.testing.assert_close(o3.detectors[0].seen[0], o3.features(prompts), rtol=1e-4, atol=1e-5)
+    with torch.no_grad(), o3.model.disable_adapter():  # a batch routed to 0 everywhere is the base model
+        base = o3.model.generate(input_ids=ids, attention_mask=mask, **kw).sequences
+    o3.detectors = [_FixedDetector(torch.zeros(4))]
+    with torch.no_grad():
+        assert torch.equal(o3.generate(ids, attention_mask=mask, **kw).sequences, base)
+
+
 def _planted(n, centre, g):
     return centre + 0.3 * torch.randn(2, n, 16, generator=g)
 

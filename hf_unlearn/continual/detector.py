@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["RequestDetector", "prompt_features"]
+__all__ = ["RequestDetector", "pool_hidden_states", "prompt_features"]
 
 _FORMAT = 1
 
@@ -49,9 +49,17 @@ def prompt_features(
     for start in range(0, len(prompts), batch_size):
         ids, mask = pad_sequences([list(p) for p in prompts[start : start + batch_size]], pad)
         hidden = decoder(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
-        weights = (mask / mask.sum(1, keepdim=True).clamp_min(1)).to(device)
-        out.append(torch.stack([torch.einsum("bt,btd->bd", weights, hidden.hidden_states[i].float()) for i in layers]))
+        out.append(pool_hidden_states(hidden.hidden_states, mask.to(device), layers))
     return torch.cat(out, dim=1).cpu() if out else torch.zeros(len(layers), 0, 0)
+
+
+def pool_hidden_states(
+    hidden_states: Sequence[torch.Tensor], attention_mask: torch.Tensor, layers: Sequence[int]
+) -> torch.Tensor:
+    """Mean over the real tokens (``attention_mask`` 1, on either side) at ``layers``: ``(len(layers), B, hidden)``
+    float32."""
+    weights = attention_mask / attention_mask.sum(1, keepdim=True).clamp_min(1)
+    return torch.stack([torch.einsum("bt,btd->bd", weights.float(), hidden_states[i].float()) for i in layers])
 
 
 class RequestDetector:

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .detector import RequestDetector, prompt_features
+from .detector import RequestDetector, pool_hidden_states, prompt_features
 from .orthogonal import OrthogonalLoRAObjective, lora_A_snapshot
 
 __all__ = ["O3Model"]
@@ -123,9 +123,59 @@ class O3Model(torch.nn.Module):
             return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any):
-        """``model.generate`` with every row routed by its prompt (weights computed once, from the prompt)."""
-        with self.routed(self.routing_weights(input_ids, attention_mask)):
-            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        """``model.generate`` with every row routed by its prompt (weights computed once, from the prompt).
+
+        The base model's pass over the prompts that gives the detector features also fills the prompt's KV cache,
+        which is exact for every row routed to weight 0 (its LoRA delta is zero); only the rows with a weight above 0
+        are encoded again, with their weight, before generation continues from the cache. Routing so costs a
+        prefill of the routed rows, not a second pass over the batch. A caller's own ``cache`` or ``inputs_embeds``
+        take the plain path (features, then ``generate``)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        plain = (
+            input_ids.shape[1] < 2
+            or not self.detectors
+            or {"cache", "past_key_values", "inputs_embeds"} & kwargs.keys()
+        )
+        prefilled = None if plain else self._prefill(input_ids, attention_mask)
+        if prefilled is None:
+            with self.routed(self.routing_weights(input_ids, attention_mask)):
+                return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        weights, cache = prefilled
+        with self.routed(weights):
+            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache, **kwargs)
+
+    @torch.no_grad()
+    def _prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, Any] | None:
+        """Routing weights and the KV cache of every prompt token but the last (``generate`` encodes that one), with
+        the positions ``generate`` uses for padded rows; ``None`` where the cache cannot be cut back."""
+        from ..logprobs import decoder_and_head
+
+        decoder, _ = decoder_and_head(self.model)
+        device = next(self.model.parameters()).device
+        ids, mask = input_ids.to(device), attention_mask.to(device)
+        positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        with self.model.disable_adapter():
+            out = decoder(
+                input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, output_hidden_states=True
+            )
+        cache = out.past_key_values
+        if not (hasattr(cache, "layers") and getattr(cache, "is_croppable", False)):
+            return None
+        features = pool_hidden_states(out.hidden_states, mask, self.layers).cpu()
+        weights = torch.stack([d.weight(features) for d in self.detectors]).max(0).values
+        rows = torch.nonzero(weights > 0).flatten()
+        if len(rows):  # routed rows: their prompt's keys and values depend on their weight
+            with self.routed(weights[rows]):
+                routed = decoder(
+                    input_ids=ids[rows], attention_mask=mask[rows], position_ids=positions[rows], use_cache=True
+                ).past_key_values
+            index = rows.to(device)
+            for layer, new in zip(cache.layers, routed.layers, strict=True):
+                layer.keys[index] = new.keys
+                layer.values[index] = new.values
+        cache.crop(-1)
+        return weights, cache
 
     # -------------------------------------------------------------------------------------------- unlearning
 
