@@ -128,11 +128,14 @@ def prepare_references(
     replay: int = 40,
     log: Any = print,
     reasoning: bool = False,
+    evaluate: bool = True,
 ) -> References:
     """Fine-tune (or load from the cache) the retain and target models for ``bench`` and evaluate both.
 
     ``reasoning=True`` gives reasoning references: both fine-tunes train the think format
     (``<think>\n{cot}\n</think>\n\n{answer}``, see :mod:`hf_unlearn.data.reasoning`), cached apart from the plain ones.
+    ``evaluate=False`` skips the TOFU-style evaluation of both (``retain_eval`` and ``target_eval`` stay ``None``):
+    reasoning models are evaluated with :func:`~hf_unlearn.evaluation.evaluate_reasoning` instead.
     """
     from .data.fictitious_authors import GENERATOR_VERSION
     from .evaluation import builtin_tofu_splits
@@ -181,7 +184,8 @@ def prepare_references(
         eval_cache=eval_cache,
         max_new_tokens=max_new_tokens,
     )
-
+    if not evaluate:
+        return refs
     retain_eval = refs._evaluate_saved("retain", retain_dir, log)
     # The reference against itself (no second pass): the same definitions give FQ = 1 and PrivLeak = 0.
     own = list(retain_eval.per_item["forget_truth_ratio"].values())

@@ -41,8 +41,9 @@ def test_quality_benchmark_trains_every_method_and_variant(name, bench, chat_tok
     assert trainer.state.global_step == 1
     changed = {n for n, p in trainer.model.named_parameters() if n in before and not p.detach().equal(before[n])}
     trained = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
+    restored = bool(calibration) and calibration[0].restored_step == 0  # already at the non-member level
     if name.startswith(("rmu", "adaptive_rmu")):  # full fine-tuning of down_proj of layers 5-7 only
-        assert changed and all(".mlp.down_proj." in n and int(n.split(".")[2]) in (5, 6, 7) for n in changed)
+        assert (changed or restored) and all(".mlp.down_proj." in n and int(n.split(".")[2]) in (5, 6, 7) for n in changed)
     else:  # LoRA: only adapter weights train (on q/k of layers 10-19 for Attention Shifting)
         assert trained and all("lora_" in n for n in trained)
         if name.startswith("attention_shifting"):
@@ -94,8 +95,34 @@ def test_continual_benchmark_runs_every_system_on_a_tiny_target(chat_tokenizer, 
             assert 0 <= step["general_knowledge_accuracy"] <= 1 and 0 < step["retain_prob"] < 1
             assert all(0 < q["forget_prob"] < 1 and 0 < q["forget_prob_paraphrased"] < 1 for q in step["requests"])
         if system == "o3":
-            assert len(row["steps"][-1]["detector_auroc"]) == 2 and row["routed_generation"]["ratio"] > 0
+            assert len(row["steps"][-1]["detector_auroc"]) == 2
+            cost = row["routed_generation"]
+            assert cost["ratio"] > 0 and cost["ratio_plain"] > 0 and 0 <= cost["routed_rows"] <= cost["queries"]
             assert [m["name"] for m in row["manifest"]] == ["request-1", "request-2"]
     table = continual.table(rows).splitlines()
     assert len(table) == 2 + 1 + 2 * len(continual.SYSTEMS)  # header, the target, each system after each request
     assert table[3].startswith("| o3 | 1 |") and table[-1].startswith("| npo_sequential | 2 |")
+
+
+@pytest.mark.parametrize("name", ["grad_ascent_cot", "idk_sft_direct", "reasoned_idk_dpo", "npo_both"])
+def test_reasoning_benchmark_trains_its_rows_and_renders_the_table(name, chat_tokenizer, tmp_path, monkeypatch):
+    from benchmarks import reasoning
+
+    bench = build_fictitious_authors(num_authors=10, qa_per_author=2)
+    monkeypatch.setattr(reasoning.Q, "OUTPUT_LEVEL", {**reasoning.Q.OUTPUT_LEVEL, "max_steps": 1})
+    monkeypatch.setattr(reasoning, "RETAIN_EVAL", 2)
+    monkeypatch.setattr(reasoning, "MAX_NEW_TOKENS", 3)
+    trainer, settings = reasoning.train(name, make_tiny_llama(chat_tokenizer), chat_tokenizer, bench, str(tmp_path))
+    method, args = reasoning.ROWS[name]
+    assert settings["method"] == method and all(getattr(trainer.args, k) in (v, [v]) for k, v in args.items())
+    assert settings["retain_term"] == (method != "grad_ascent")
+    trainer.train()
+    assert trainer.state.global_step == 1
+    metrics, details = reasoning.evaluate(
+        trainer.model, chat_tokenizer, {"forget": bench["forget"][:2], "retain": bench["retain"]}
+    )
+    for key, _, _ in reasoning.COLUMNS:
+        assert key in metrics, key
+    assert 0 <= metrics["worst/forget_leak_rate"] <= 1 and "forget/zerothink/generation" in details
+    line = reasoning.table([{"method": name, "metrics": metrics, "train_seconds": 1.0}]).splitlines()[-1]
+    assert line.startswith(f"| {name} | ") and line.count("|") == len(reasoning.COLUMNS) + 4

@@ -87,6 +87,11 @@ def test_metrics_on_planted_generations(chat_tokenizer, monkeypatch):
         pytest.approx(1.0)
     )
     assert m["forget/lessthink/answer_leak_rate"] == 0.0
+    # leak_rate: the trace or the answer states the fact (default), the answer alone (forced traces).
+    assert r.per_item["forget/default/trace_leak"] == {0: 1.0, 1: 1.0} and m["forget/default/answer_leak_rate"] == 0.5
+    assert m["forget/default/leak_rate"] == 1.0 and m["forget/lessthink/leak_rate"] == 0.0
+    assert m["forget/zerothink/leak_rate"] == m["forget/zerothink/answer_leak_rate"] == 1.0
+    assert m["worst/forget_leak_rate"] == 1.0
     assert m["worst/forget_answer_rouge"] == pytest.approx(1.0)
     assert r.details["worst_case"]["answer_rouge"]["decoding"] == "zerothink"
     assert m["zerothink_gap/forget_answer_rouge"] == pytest.approx(1.0 - m["forget/default/answer_rouge"])

@@ -141,7 +141,13 @@ def test_reasoning_references_are_fine_tuned_apart_in_the_think_format(tiny_mode
         reasoning=True,
         log=lambda *a: None,
     )
-    assert refs.target_dir.parent != plain and refs.target_dir.is_dir()
+    assert refs.target_dir.parent != plain and refs.target_dir.is_dir() and refs.target_eval is not None
+    logs: list[str] = []
+    again = prepare_references(
+        small, base_model=str(tiny_model_dir), finetune_epochs=1, reasoning=True, evaluate=False, log=logs.append
+    )
+    assert again.target_dir == refs.target_dir and again.target_eval is None and again.retain_eval is None
+    assert sum("cached" in line for line in logs) == 2  # both from the cache, nothing evaluated
     lineage = read_lineage(refs.target_dir)
     assert (
         lineage == reference_lineage(small, base_model=str(tiny_model_dir), finetune_epochs=1, reasoning=True)["target"]

@@ -13,7 +13,9 @@ LessThink, so the headline is the worst case over the three (and the ZeroThink g
 Per decoding and split: answer-level ROUGE-L recall and embedding cosine against the true answer, and the share of
 answers stating the fact (``answer_leak_rate``). Under default decoding, also the trace against the reference trace
 (``cot``): ROUGE-L recall, step-wise cosine (each reference sentence's best cosine over the generated sentences,
-averaged) and ``trace_leak_rate``, the share of traces that state the fact. A generation that never closes
+averaged) and ``trace_leak_rate``, the share of traces that state the fact. ``leak_rate`` is the share of rows whose
+generation states the fact anywhere the model wrote it: trace or answer under default decoding, the answer under
+ZeroThink and LessThink (their trace is forced). A generation that never closes
 ``</think>`` is counted (``unclosed_rate``) and scored on all of its text: it is never counted as forgotten just
 because no answer was extracted. The cosines use a small sentence encoder
 (:mod:`~hf_unlearn.evaluation.embeddings`); without one they are left out, not guessed. There is no API judge;
@@ -179,6 +181,7 @@ def evaluate_reasoning(
                 _mean(list(leak.values())),
             )
             m[f"{key}/unclosed_rate"] = _mean([float(not p.closed) for p in parts])
+            m[f"{key}/leak_rate"] = m[f"{key}/answer_leak_rate"]  # default decoding: the trace's leaks join below
             if encoder is not None:
                 ea, eb = encoder(answers), encoder([str(r["answer"]) for r in rows])
                 cos = (ea * eb).sum(-1).clamp_min(0).tolist()
@@ -187,9 +190,11 @@ def evaluate_reasoning(
             if decoding != "default":
                 continue
             traces = [p.trace or "" for p in parts]
-            m[f"{key}/trace_leak_rate"] = _mean(
-                [float(_leak(t, r)) if t else 0.0 for t, r in zip(traces, rows, strict=True)]
-            )
+            trace_leak = {
+                i: float(_leak(t, r)) if t else 0.0 for i, (t, r) in enumerate(zip(traces, rows, strict=True))
+            }
+            per[f"{key}/trace_leak"], m[f"{key}/trace_leak_rate"] = trace_leak, _mean(list(trace_leak.values()))
+            m[f"{key}/leak_rate"] = _mean([max(trace_leak[i], leak[i]) for i in leak])  # trace or answer
             with_cot = [i for i, r in enumerate(rows) if r.get("cot")]
             if with_cot:
                 tr = {i: M.rouge_l(traces[i], str(rows[i]["cot"]))["recall"] for i in with_cot}
@@ -205,7 +210,7 @@ def evaluate_reasoning(
 
     # The headline: the worst case over the decodings on the forget set, and the ZeroThink gap.
     worst = {}
-    for metric in ("answer_rouge", "answer_leak_rate", "answer_cosine"):
+    for metric in ("answer_rouge", "answer_leak_rate", "leak_rate", "answer_cosine"):
         values = {d: m[f"forget/{d}/{metric}"] for d in decodings if m.get(f"forget/{d}/{metric}") is not None}
         if values:
             pick = max(values, key=values.get)
