@@ -146,6 +146,8 @@ def test_routed_generation_reuses_the_feature_pass_and_equals_the_plain_path(cha
     o3.detectors = [_FixedDetector(torch.zeros(4))]
     with torch.no_grad():
         assert torch.equal(o3.generate(ids, attention_mask=mask, **kw).sequences, base)
+        with pytest.raises(ValueError, match="one sequence per prompt"):
+            o3.generate(ids, attention_mask=mask, max_new_tokens=2, num_beams=2, pad_token_id=0)
 
 
 def _planted(n, centre, g):

@@ -129,12 +129,19 @@ class O3Model(torch.nn.Module):
         which is exact for every row routed to weight 0 (its LoRA delta is zero); only the rows with a weight above 0
         are encoded again, with their weight, before generation continues from the cache. Routing so costs a
         prefill of the routed rows, not a second pass over the batch. A caller's own ``cache`` or ``inputs_embeds``
-        take the plain path (features, then ``generate``)."""
+        take the plain path (features, then ``generate``). One sequence per prompt: beams and
+        ``num_return_sequences > 1`` are refused."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
+        config = kwargs.get("generation_config") or self.model.generation_config
+        sequences = max(
+            kwargs.get("num_beams") or getattr(config, "num_beams", 1) or 1,
+            kwargs.get("num_return_sequences") or getattr(config, "num_return_sequences", 1) or 1,
+        )
         plain = (
             input_ids.shape[1] < 2
             or not self.detectors
+            or sequences > 1  # refused by the routing hooks, with what to do
             or {"cache", "past_key_values", "inputs_embeds"} & kwargs.keys()
         )
         prefilled = None if plain else self._prefill(input_ids, attention_mask)
