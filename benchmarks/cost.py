@@ -6,6 +6,8 @@
     .venv/bin/python benchmarks/cost.py --task-vector   # negation, streamed vs two models -> cost_task_vector.json
     .venv/bin/python benchmarks/cost.py --robustness    # robustness suite vs TOFU-style suite -> cost_robustness.json
     .venv/bin/python benchmarks/cost.py --calibration   # calibrated stopping's overhead -> cost_calibration.json
+    .venv/bin/python benchmarks/cost.py --methods sft idk_dpo_think reasoned_idk --rounds 3 \
+        --output cost_reasoning.json                    # Reasoned-IDK (DPO) vs IdkDPO on think-format rows
 
 RMU and Adaptive RMU run alone (output-level loss off, layer 7, down_proj of layers 5-7 trained), and so does
 Attention Shifting (layers 10-19, their query/key projections trained; the adapter under ``--lora``).
@@ -48,6 +50,12 @@ METHODS = (
     "attention_shifting",
 )
 WARMUP, MEASURED, BATCH = 2, 4, 8
+# Reasoning-format rows (``--methods sft idk_dpo_think reasoned_idk --output cost_reasoning.json``): Reasoned-IDK's
+# DPO form against IdkDPO on the same think-format rows (trace + answer), R-TOFU's comparison.
+REASONING_ROWS = {
+    "idk_dpo_think": ("idk_dpo", {"forget_target": "both"}),
+    "reasoned_idk": ("reasoned_idk", {"forget_target": "both", "loss_type": "dpo"}),
+}
 
 
 def _peak_mib() -> float:
@@ -142,9 +150,10 @@ def child(method: str, lora: bool) -> dict:
     else:
         from hf_unlearn.objective import requirements
 
-        spec = get_method(method)
+        name, extra = REASONING_ROWS.get(method, (method, {}))
+        spec = get_method(name)
         cfg, cls = spec.config_class, spec.trainer_class
-        args = cfg(**common)
+        args = cfg(**common, **extra)
         uses_retain = requirements(cls.objectives_for(args)).retain
         rows = 2 * BATCH if uses_retain else BATCH
         trainer = cls(

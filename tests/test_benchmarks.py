@@ -43,7 +43,9 @@ def test_quality_benchmark_trains_every_method_and_variant(name, bench, chat_tok
     trained = {n for n, p in trainer.model.named_parameters() if p.requires_grad}
     restored = bool(calibration) and calibration[0].restored_step == 0  # already at the non-member level
     if name.startswith(("rmu", "adaptive_rmu")):  # full fine-tuning of down_proj of layers 5-7 only
-        assert (changed or restored) and all(".mlp.down_proj." in n and int(n.split(".")[2]) in (5, 6, 7) for n in changed)
+        assert (changed or restored) and all(
+            ".mlp.down_proj." in n and int(n.split(".")[2]) in (5, 6, 7) for n in changed
+        )
     else:  # LoRA: only adapter weights train (on q/k of layers 10-19 for Attention Shifting)
         assert trained and all("lora_" in n for n in trained)
         if name.startswith("attention_shifting"):
@@ -126,3 +128,22 @@ def test_reasoning_benchmark_trains_its_rows_and_renders_the_table(name, chat_to
     assert 0 <= metrics["worst/forget_leak_rate"] <= 1 and "forget/zerothink/generation" in details
     line = reasoning.table([{"method": name, "metrics": metrics, "train_seconds": 1.0}]).splitlines()[-1]
     assert line.startswith(f"| {name} | ") and line.count("|") == len(reasoning.COLUMNS) + 4
+
+
+def test_a_calibrated_row_reuses_the_uncalibrated_evaluation_only_for_the_same_run(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(quality, "PER_METHOD", tmp_path)
+    log = [{"loss": 1.5, "grad_norm": 2.0, "step": 5}, {"train_runtime": 9.0, "step": 10}]
+    (tmp_path / "npo.json").write_text(json.dumps({"method": "npo", "steps": 10, "log_history": log, "metrics": {}}))
+    watched = {"stopped": "not reached", "restored_step": None}
+    row = {"steps": 10, "log_history": [log[0], {"train_runtime": 7.0, "step": 10}], "calibration": watched}
+    assert quality._same_run(row, "npo")["method"] == "npo"
+    assert quality._same_run(row, "simnpo") is None  # no saved row
+    for change in (
+        {"calibration": {**watched, "stopped": "reached"}},
+        {"calibration": {**watched, "restored_step": 0}},
+        {"log_history": [{**log[0], "grad_norm": 2.0000001}]},
+        {"steps": 9},
+    ):
+        assert quality._same_run({**row, **change}, "npo") is None, change
