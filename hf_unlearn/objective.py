@@ -255,6 +255,22 @@ class TrainerBoundCallback:
         if self.trainer is None:
             self.trainer = trainer
 
+    def log_metrics(self, logs: dict[str, float], state: Any) -> None:
+        """Log ``logs`` through the bound trainer (to every reporter; see :func:`log_from_callback`), or into
+        ``state.log_history`` without one."""
+        if self.trainer is None:
+            state.log_history.append({**logs, "step": state.global_step})
+        else:
+            log_from_callback(self.trainer, logs)
+
+
+def log_from_callback(trainer: Any, logs: dict[str, float]) -> None:
+    """``trainer.log(logs)`` from inside a callback event, keeping a log the Trainer still has to write at this step:
+    ``Trainer.log`` clears ``control.should_log``, which would merge the step's loss log into the next one."""
+    pending = trainer.control.should_log
+    trainer.log(logs)
+    trainer.control.should_log = pending
+
 
 @dataclass(frozen=True)
 class Requirements:

@@ -78,6 +78,8 @@ def test_stops_at_the_step_the_planted_curve_reaches_the_target(chat_tokenizer, 
     assert trainer.state.global_step == 6  # evaluations at 0, 2, 4, 6; |d| = 0.05 <= 0.1 at step 6
     logged = [h["step"] for h in trainer.state.log_history if "calibration/distance" in h]
     assert logged == [0, 2, 4, 6]
+    # The callback logs at the Trainer's logging steps without swallowing the Trainer's own loss log of that step.
+    assert [h["step"] for h in trainer.state.log_history if "loss" in h] == [1, 2, 3, 4, 5, 6]
     summary = cb.summary
     assert summary["stopped"] == "reached" and summary["best_step"] == 6 and summary["restored_step"] is None
     assert summary["evaluations"] == 4 and cb.curve == [0.0, 0.0]  # no evaluation after the stop

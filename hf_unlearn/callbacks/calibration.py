@@ -195,11 +195,7 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
                 self._best_weights = {
                     name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad
                 }
-        logs = {f"calibration/{k}": v for k, v in values.items()}
-        if self.trainer is not None:
-            self.trainer.log(logs)
-        else:
-            state.log_history.append({**logs, "step": state.global_step})
+        self.log_metrics({f"calibration/{k}": v for k, v in values.items()}, state)
         if abs(values["distance"]) <= self.tolerance:
             self.stopped = "reached"
         elif values["distance"] < -self.tolerance:

@@ -77,11 +77,7 @@ class EvalCallback(TrainerCallback, TrainerBoundCallback):
         if state.global_step == self._last_step:
             return
         self._last_step = state.global_step
-        metrics = self.evaluate(model)
-        if self.trainer is not None:
-            self.trainer.log(metrics)
-        else:
-            state.log_history.append({**metrics, "step": state.global_step})
+        self.log_metrics(self.evaluate(model), state)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._run(state, model)

@@ -14,7 +14,7 @@ from transformers.trainer_callback import ExportableState
 from trl import KTOConfig, KTOTrainer
 
 from ..data.tokenization import IGNORE_INDEX
-from ..objective import LossTerm, UnlearningObjective
+from ..objective import LossTerm, UnlearningObjective, log_from_callback
 from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
 from .losses import logit_margin_loss
 
@@ -213,7 +213,7 @@ class _DualAscent(TrainerCallback, ExportableState):
         if args.dual_update_upon == "epoch":
             epoch = max(0, round(state.epoch) - 1)
             self.dual.ascend(self.trainer.paired_retain_nll(epoch), args.dual_step_size)
-            self.trainer.log({"pdu/dual": self.dual.value})
+            log_from_callback(self.trainer, {"pdu/dual": self.dual.value})
 
 
 class PDUTrainer(UnlearnTrainerMixin, KTOTrainer):
