@@ -96,6 +96,64 @@ def test_overshoot_restores_the_closest_evaluation(chat_tokenizer, bench, tmp_pa
     assert any(not torch.equal(final[n], w) for n, w in snaps.by_step[4].items())  # training had moved on
 
 
+class PlantedByStep(ForgetTargetCallback):
+    """The distance of whichever step's weights the model holds (found among ``snaps``): ``curve[step]``."""
+
+    def __init__(self, *args, curve, snaps, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.curve, self.snaps, self.measured = curve, snaps, []
+
+    def measure(self, model):
+        now = dict(model.named_parameters())
+        step = next(s for s, w in self.snaps.by_step.items() if all(torch.equal(now[n], v) for n, v in w.items()))
+        self.measured.append(step)
+        d = self.curve[step]
+        return {"forget_prob": 0.5, "nonmember_prob": 0.4, "auc": 0.5 + d, "distance": d}
+
+
+@pytest.mark.parametrize("end", ["stop", "end"])
+def test_an_overshoot_is_bisected_back_to_the_crossing_step(chat_tokenizer, bench, tmp_path, end):
+    """Evaluations every 4 steps; the target is crossed between steps 4 and 8 (at 7, |d| <= 0.1): two refined
+    evaluations (steps 6, then 7) find it and its weights are restored. With ``end``, training ends at step 7 (not an
+    evaluation step), the end-of-training evaluation overshoots and steps 5-6 are bisected."""
+    curve = {0: 0.45, 1: 0.42, 2: 0.4, 3: 0.38, 4: 0.35, 5: 0.3, 6: 0.2, 7: 0.05, 8: -0.3}
+    if end == "end":
+        curve = {**curve, 6: 0.08, 7: -0.3}
+    snaps = Snapshots()
+    model = make_tiny_llama(chat_tokenizer)
+    snaps.by_step[0] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cb = PlantedByStep(chat_tokenizer, **_rows(bench), every_n_steps=4, curve=curve, snaps=snaps, refine_overshoot=True)
+    trainer = _train(chat_tokenizer, bench, tmp_path, [snaps, cb], model=model, max_steps=20 if end == "stop" else 7)
+    best = 7 if end == "stop" else 6
+    assert cb.measured == ([0, 4, 8, 6, 7] if end == "stop" else [0, 4, 7, 5, 6])
+    assert cb.summary["stopped"] == "reached" and cb.summary["refined_evaluations"] == 2
+    assert cb.summary["best_step"] == cb.summary["restored_step"] == best
+    final = dict(trainer.model.named_parameters())
+    assert all(torch.equal(final[n], w) for n, w in snaps.by_step[best].items())
+    refined = [h["calibration/evaluated_step"] for h in trainer.state.log_history if h.get("calibration/refined")]
+    assert refined == ([6, 7] if end == "stop" else [5, 6])
+    assert not cb._trail and cb._best_weights is None  # the kept copies are freed
+
+
+def test_refinement_is_skipped_above_its_memory_budget(chat_tokenizer, bench, tmp_path):
+    curve = {s: 0.45 - 0.1 * s for s in range(9)}
+    snaps = Snapshots()
+    model = make_tiny_llama(chat_tokenizer)
+    snaps.by_step[0] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cb = PlantedByStep(
+        chat_tokenizer,
+        **_rows(bench),
+        every_n_steps=8,
+        curve=curve,
+        snaps=snaps,
+        refine_overshoot=True,
+        refine_max_mib=1e-3,
+    )
+    with pytest.warns(UserWarning, match="refine_max_mib"):
+        _train(chat_tokenizer, bench, tmp_path, [snaps, cb], model=model)
+    assert cb.summary["stopped"] == "overshot" and cb.summary["refined_evaluations"] == 0
+
+
 def test_not_reached_keeps_the_best_weights_at_the_end(chat_tokenizer, bench, tmp_path):
     cb = Planted(chat_tokenizer, **_rows(bench), every_n_steps=2, curve=[0.45, 0.2, 0.3, 0.35])
     snaps = Snapshots()

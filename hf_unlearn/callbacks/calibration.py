@@ -59,9 +59,16 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
     every decision to stop uses fresh scores while the evaluations far from the target score the forget rows only.
     With ``restore_best``, at the end of training the trainable parameters are set back to those of the evaluation
     with the smallest ``|d|``; they are kept as a CPU copy, which for full fine-tuning is one copy of the model.
+    With ``refine_overshoot`` (and ``restore_best``), the trainable parameters after every step between two
+    evaluations are kept as CPU copies; when an evaluation finds the target overshot, those steps are bisected
+    (about ``log2(every_n_steps)`` extra evaluations, paid only then) for the one closest to the target, whose
+    weights are restored. A fast method can cross the whole band between two evaluations; this finds the crossing
+    without evaluating every step. It costs ``every_n_steps - 1`` copies of the trainable parameters (an adapter's
+    are small), and is skipped with a warning above ``refine_max_mib``.
     Scoring reuses the evaluation's label-position path (no generation, no ``(B, T, V)`` logits). Every evaluation is
     logged through the Trainer as ``calibration/distance``, ``calibration/auc`` (LOSS's with ``metric="prob"``), the
-    two answer probabilities and ``calibration/nonmember_rescored``; :attr:`summary` says where it stopped.
+    two answer probabilities and ``calibration/nonmember_rescored`` (a refined evaluation adds ``calibration/refined``
+    and ``calibration/evaluated_step``, the step whose weights it scored); :attr:`summary` says where it stopped.
 
     Args:
         tokenizer: the model's tokenizer.
@@ -75,6 +82,8 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         min_k: the k of Min-K%.
         restore_best: restore the best evaluation's weights when training stops or ends elsewhere.
         rescore_margin: see above; ``None`` scores the non-members at every evaluation.
+        refine_overshoot: bisect the steps since the last evaluation after an overshoot (see above).
+        refine_max_mib: the most memory the kept copies may take before refinement is skipped.
         trainer: the trainer to log through; hf_unlearn trainers bind themselves.
     """
 
@@ -91,6 +100,8 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         min_k: float = 0.4,
         restore_best: bool = True,
         rescore_margin: float | None = 0.1,
+        refine_overshoot: bool = False,
+        refine_max_mib: float = 2048,
         system_prompt: str | None = None,
         batch_size: int = 32,
         trainer: Any = None,
@@ -129,6 +140,10 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         if rescore_margin is not None and rescore_margin < 0:
             raise ValueError(f"rescore_margin must be >= 0 or None, got {rescore_margin}.")
         self.rescore_margin = rescore_margin
+        self.refine_overshoot = refine_overshoot and restore_best
+        self.refine_max_mib = refine_max_mib
+        self._trail: dict[int, dict[str, torch.Tensor]] = {}  # step -> trainable weights since the last evaluation
+        self.refined = 0
         self._nonmember_scores: tuple[list[float], list[float]] | None = None
         self.batch_size = batch_size
         self.trainer = trainer
@@ -181,37 +196,85 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         return {**self._distance(forget, self._nonmember_scores), "nonmember_rescored": 1.0}
 
     # -- callback -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _trainable(model: Any) -> dict[str, torch.Tensor]:
+        return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
+
+    @staticmethod
+    def _load(model: Any, weights: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name in weights:
+                    p.copy_(weights[name].to(p.device, p.dtype))
+
+    def _record(self, state: Any, step: int, values: dict, weights: Any, **extra: float) -> None:
+        """Keep one evaluation (``weights``: the evaluated parameters, or a callable giving them when needed)."""
+        entry = {"step": step, **values, **extra}
+        self.history.append(entry)
+        if self.best is None or abs(values["distance"]) < abs(self.best["distance"]):
+            self.best = entry
+            if self.restore_best:
+                self._best_weights = weights() if callable(weights) else weights
+        logged = {**values, **extra, **({"evaluated_step": float(step)} if extra else {})}
+        self.log_metrics({f"calibration/{k}": v for k, v in logged.items()}, state)
+
+    def _refine(self, state: Any, model: Any) -> None:
+        """Bisect the kept steps between the last evaluation (before the target) and this one (past it)."""
+        steps, current = sorted(self._trail), self._trainable(model)
+        lo, hi = 0, len(steps) - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            self._load(model, self._trail[steps[mid]])
+            values = self.measure(model)
+            self.refined += 1
+            self._record(state, steps[mid], values, self._trail[steps[mid]], refined=1.0)
+            if abs(values["distance"]) <= self.tolerance:
+                self.stopped = "reached"
+                break
+            lo, hi = (mid + 1, hi) if values["distance"] > 0 else (lo, mid - 1)
+        self._load(model, current)  # training ends at this step; on_train_end restores the best weights
+
     def _evaluate(self, state: Any, model: Any, control: Any) -> None:
         if state.global_step == self._last_step or self.stopped:
             return
         self._last_step = state.global_step
         start = time.perf_counter()
         values = self.measure(model)
-        entry = {"step": state.global_step, **values}
-        self.history.append(entry)
-        if self.best is None or abs(values["distance"]) < abs(self.best["distance"]):
-            self.best = entry
-            if self.restore_best:
-                self._best_weights = {
-                    name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad
-                }
-        self.log_metrics({f"calibration/{k}": v for k, v in values.items()}, state)
+        self._record(state, state.global_step, values, lambda: self._trainable(model))
         if abs(values["distance"]) <= self.tolerance:
             self.stopped = "reached"
         elif values["distance"] < -self.tolerance:
             self.stopped = "overshot"
+            self._trail.pop(state.global_step, None)  # at the end of training the last step was kept too
+            if self._trail:
+                self._refine(state, model)
+        self._trail = {}
         self.seconds += time.perf_counter() - start
         if self.stopped:  # at step 0 too: a model already at the non-member level has nothing to unlearn
             control.should_training_stop = True
 
+    def _keep_step(self, state: Any, model: Any) -> None:
+        """Keep this step's trainable weights for a refinement, within ``refine_max_mib``."""
+        if not self.refine_overshoot or self.stopped:
+            return
+        size = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad) / 2**20
+        if size * (len(self._trail) + 1) > self.refine_max_mib:
+            warnings.warn(
+                f"ForgetTargetCallback: keeping {len(self._trail) + 1} copies of {size:.0f} MiB of trainable weights "
+                f"exceeds refine_max_mib={self.refine_max_mib:g}; overshoots are not refined. Train an adapter, "
+                "lower every_n_steps or raise refine_max_mib.",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.refine_overshoot, self._trail = False, {}
+            return
+        self._trail[state.global_step] = self._trainable(model)
+
     def _restore(self, model: Any, step: int) -> None:
         if self.restore_best and self._best_weights and self.best["step"] != step:
-            with torch.no_grad():
-                for name, p in model.named_parameters():
-                    if name in self._best_weights:
-                        p.copy_(self._best_weights[name].to(p.device, p.dtype))
+            self._load(model, self._best_weights)
             self.restored_step = self.best["step"]
-        self._best_weights = None
+        self._best_weights, self._trail = None, {}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._evaluate(state, model, control)
@@ -219,6 +282,8 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every_n_steps == 0:
             self._evaluate(state, model, control)
+        else:
+            self._keep_step(state, model)
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._evaluate(state, model, control)  # the final weights count too (skipped once stopped)
@@ -237,6 +302,7 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
             "best_distance": None if self.best is None else self.best["distance"],
             "restored_step": self.restored_step,
             "evaluations": len(self.history),
+            "refined_evaluations": self.refined,
             "seconds": round(self.seconds, 1),
         }
 

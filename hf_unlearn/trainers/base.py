@@ -931,6 +931,7 @@ class UnlearnTrainerMixin:
                 hyper["calibrated_stopping"] = (
                     f"{s['rule']} with d = {s['distance']} ({s['metric']}) every {s['every_n_steps']} steps; "
                     f"{s['stopped']}, best step {s['best_step']}"
+                    + (f" ({s['refined_evaluations']} refined evaluations)" if s["refined_evaluations"] else "")
                     + (f", weights of step {s['restored_step']} restored" if s["restored_step"] is not None else "")
                 )
         if self.search_summary:  # the settings search that chose this run
