@@ -154,14 +154,15 @@ def test_refinement_is_skipped_above_its_memory_budget(chat_tokenizer, bench, tm
     assert cb.summary["stopped"] == "overshot" and cb.summary["refined_evaluations"] == 0
 
 
-def test_not_reached_keeps_the_best_weights_at_the_end(chat_tokenizer, bench, tmp_path):
+def test_not_reached_keeps_the_final_weights(chat_tokenizer, bench, tmp_path):
+    """The evaluation least far from a target never reached is no stopping point: the run's own weights are kept."""
     cb = Planted(chat_tokenizer, **_rows(bench), every_n_steps=2, curve=[0.45, 0.2, 0.3, 0.35])
     snaps = Snapshots()
     trainer = _train(chat_tokenizer, bench, tmp_path, [snaps, cb], max_steps=4)
     assert trainer.state.global_step == 4 and cb.summary["stopped"] == "not reached"
-    assert cb.summary["restored_step"] == 2
+    assert cb.summary["best_step"] == 2 and cb.summary["restored_step"] is None
     final = dict(trainer.model.named_parameters())
-    assert all(torch.equal(final[n], w) for n, w in snaps.by_step[2].items())
+    assert all(torch.equal(final[n], w) for n, w in snaps.by_step[4].items())
 
 
 def test_already_at_the_target_keeps_the_initial_weights(chat_tokenizer, bench, tmp_path):

@@ -57,8 +57,11 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
     unlearning moves their scores little: they are scored at the first evaluation and scored again only when the
     distance computed with their last scores is within ``tolerance + rescore_margin`` of the target or past it, so
     every decision to stop uses fresh scores while the evaluations far from the target score the forget rows only.
-    With ``restore_best``, at the end of training the trainable parameters are set back to those of the evaluation
-    with the smallest ``|d|``; they are kept as a CPU copy, which for full fine-tuning is one copy of the model.
+    With ``restore_best``, when training stopped (the target reached or overshot) the trainable parameters are set
+    back to those of the evaluation with the smallest ``|d|`` if training moved past it; they are kept as a CPU copy,
+    which for full fine-tuning is one copy of the model. A run that never reaches the target keeps its final weights:
+    the evaluation least far from the target is no stopping point, and going back to it can cost more than it gains
+    (a refusal objective's early steps, say).
     With ``refine_overshoot`` (and ``restore_best``), the trainable parameters after every step between two
     evaluations are kept as CPU copies; when an evaluation finds the target overshot, those steps are bisected
     (about ``log2(every_n_steps)`` extra evaluations, paid only then) for the one closest to the target, whose
@@ -80,7 +83,7 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         tolerance: how close to the non-member level counts as reached (AUC points, or probability).
         every_n_steps: evaluation interval in optimizer steps (and at the start of training).
         min_k: the k of Min-K%.
-        restore_best: restore the best evaluation's weights when training stops or ends elsewhere.
+        restore_best: restore the best evaluation's weights when training stopped past it.
         rescore_margin: see above; ``None`` scores the non-members at every evaluation.
         refine_overshoot: bisect the steps since the last evaluation after an overshoot (see above).
         refine_max_mib: the most memory the kept copies may take before refinement is skipped.
@@ -271,7 +274,7 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         self._trail[state.global_step] = self._trainable(model)
 
     def _restore(self, model: Any, step: int) -> None:
-        if self.restore_best and self._best_weights and self.best["step"] != step:
+        if self.restore_best and self.stopped and self._best_weights and self.best["step"] != step:
             self._load(model, self._best_weights)
             self.restored_step = self.best["step"]
         self._best_weights, self._trail = None, {}
