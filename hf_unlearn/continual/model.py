@@ -115,8 +115,11 @@ class O3Model(torch.nn.Module):
         prompts = [ids[m.bool()].tolist() for ids, m in zip(input_ids.cpu(), attention_mask.cpu(), strict=True)]
         if not self.detectors:
             return torch.zeros(len(prompts))
-        feats = self.features(prompts)
-        return torch.stack([d.weight(feats) for d in self.detectors]).max(0).values
+        return self._weights_of(self.features(prompts))
+
+    def _weights_of(self, features: torch.Tensor) -> torch.Tensor:
+        """Each row's routing weight from its detector features: the largest over the requests."""
+        return torch.stack([d.weight(features) for d in self.detectors]).max(0).values
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs: Any):
         with self.routed(self.routing_weights(input_ids, attention_mask)):
@@ -170,7 +173,7 @@ class O3Model(torch.nn.Module):
         if not (hasattr(cache, "layers") and getattr(cache, "is_croppable", False)):
             return None
         features = pool_hidden_states(out.hidden_states, mask, self.layers).cpu()
-        weights = torch.stack([d.weight(features) for d in self.detectors]).max(0).values
+        weights = self._weights_of(features)
         rows = torch.nonzero(weights > 0).flatten()
         if len(rows):  # routed rows: their prompt's keys and values depend on their weight
             with self.routed(weights[rows]):
