@@ -156,14 +156,6 @@ for _m in METHODS:
     if _m not in WEIGHT_SPACE:
         _why = f"{_m} with ForgetTargetCallback at its defaults"
         VARIANTS.setdefault(f"{_m}_calibrated", {"method": _m, "calibrate": {}, "why": _why})
-# The overshoot refinement (off by default) on the rows that crossed the target within the first 10 steps.
-for _m in ("ceu", "undial", "pdu"):
-    VARIANTS[f"{_m}_calibrated_refined"] = {
-        "method": _m,
-        "calibrate": {"refine_overshoot": True},
-        "why": f"{_m} with ForgetTargetCallback(refine_overshoot=True): after an overshoot, the steps since the last "
-        "check are bisected for the crossing",
-    }
 COLUMNS = [
     ("forget_quality", "FQ ↑", "{:.2g}"),
     ("model_utility", "MU ↑", "{:.3f}"),

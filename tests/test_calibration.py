@@ -86,7 +86,7 @@ def test_stops_at_the_step_the_planted_curve_reaches_the_target(chat_tokenizer, 
 
 
 def test_overshoot_restores_the_closest_evaluation(chat_tokenizer, bench, tmp_path):
-    cb = Planted(chat_tokenizer, **_rows(bench), every_n_steps=2, curve=[0.45, 0.12, -0.3])
+    cb = Planted(chat_tokenizer, **_rows(bench), every_n_steps=2, curve=[0.45, 0.12, -0.3], refine_overshoot=False)
     snaps = Snapshots()
     trainer = _train(chat_tokenizer, bench, tmp_path, [snaps, cb])
     assert trainer.state.global_step == 4 and cb.stopped == "overshot"

@@ -201,13 +201,13 @@ def test_recipe_calibrated_stopping_is_on_the_card(tmp_path, tiny_model_dir, mon
     cfg = _config(tmp_path, tiny_model_dir, evaluate=False, max_steps=4, calibrate=True, calibration_every=2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # 2 forget rows: the AUC-spread warning is expected
-        args = ["--calibration_metric", "prob", "--calibration_tolerance", "5", "--calibration_refine", "true"]
+        args = ["--calibration_metric", "prob", "--calibration_tolerance", "5", "--no_calibration_refine"]
         assert cli(["train", "--config", str(cfg), *args]) == 0
     hyper = ModelCard.load(tmp_path / "run" / "README.md").data.unlearning["hyperparameters"]
     # a tolerance of 5 probability points is met at once: training stops at step 0, before any update
     assert hyper["calibrated_stopping"].startswith("stop when |d| <= 5.0 or d < -5.0 with d = forget_prob")
     assert "reached, best step 0" in hyper["calibrated_stopping"]
-    assert made[0]["refine_overshoot"] is True and made[0]["every_n_steps"] == 2
+    assert made[0]["refine_overshoot"] is False and made[0]["every_n_steps"] == 2  # on unless turned off
     bad = _config(tmp_path, tiny_model_dir, dataset="files", forget_path=str(tmp_path / "f.jsonl"), calibrate=True)
     (tmp_path / "f.jsonl").write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
     with pytest.raises(ValueError, match="needs non-member rows: pass nonmember_path"):

@@ -62,12 +62,12 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
     which for full fine-tuning is one copy of the model. A run that never reaches the target keeps its final weights:
     the evaluation least far from the target is no stopping point, and going back to it can cost more than it gains
     (a refusal objective's early steps, say).
-    With ``refine_overshoot`` (and ``restore_best``), the trainable parameters after every step between two
-    evaluations are kept as CPU copies; when an evaluation finds the target overshot, those steps are bisected
+    With ``refine_overshoot`` (the default, with ``restore_best``), the trainable parameters after every step between
+    two evaluations are kept as CPU copies; when an evaluation finds the target overshot, those steps are bisected
     (about ``log2(every_n_steps)`` extra evaluations, paid only then) for the one closest to the target, whose
     weights are restored. A fast method can cross the whole band between two evaluations; this finds the crossing
     without evaluating every step. It costs ``every_n_steps - 1`` copies of the trainable parameters (an adapter's
-    are small), and is skipped with a warning above ``refine_max_mib``.
+    are small), and is skipped with a warning above ``refine_max_mib`` (full fine-tuning of all but small models).
     Scoring reuses the evaluation's label-position path (no generation, no ``(B, T, V)`` logits). Every evaluation is
     logged through the Trainer as ``calibration/distance``, ``calibration/auc`` (LOSS's with ``metric="prob"``), the
     two answer probabilities and ``calibration/nonmember_rescored`` (a refined evaluation adds ``calibration/refined``
@@ -103,7 +103,7 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         min_k: float = 0.4,
         restore_best: bool = True,
         rescore_margin: float | None = 0.1,
-        refine_overshoot: bool = False,
+        refine_overshoot: bool = True,
         refine_max_mib: float = 2048,
         system_prompt: str | None = None,
         batch_size: int = 32,

@@ -45,7 +45,8 @@ class UnlearnScriptArguments:
         nonmember_path: the calibration's non-member rows (JSON lines); the built-in benchmark generates its own.
         calibration_metric, calibration_tolerance, calibration_every: the callback's ``metric``, ``tolerance`` and
             ``every_n_steps``.
-        calibration_refine: bisect the steps between two evaluations after an overshoot (``refine_overshoot``).
+        calibration_refine: bisect the steps between two evaluations after an overshoot (``refine_overshoot``, on by
+            default; ``--no_calibration_refine`` turns it off).
         search_trials: run a settings search of this many trials (:func:`hf_unlearn.search.search_settings`: the
             distance to the non-member level plus the retain and general-knowledge answer probability lost, optuna
             with pruning) instead of one training run; the best trial's model is saved and ``search.json`` records
@@ -86,7 +87,7 @@ class UnlearnScriptArguments:
     calibration_tolerance: float = field(default=0.1, metadata={"help": "calibrate: how close counts as reached."})
     calibration_every: int = field(default=10, metadata={"help": "calibrate: evaluation interval in steps."})
     calibration_refine: bool = field(
-        default=False, metadata={"help": "calibrate: after an overshoot, bisect the steps since the last evaluation."}
+        default=True, metadata={"help": "calibrate: after an overshoot, bisect the steps since the last evaluation."}
     )
     search_trials: int = field(
         default=0, metadata={"help": "Settings search with this many trials (optuna); the best trial is saved."}
