@@ -200,10 +200,9 @@ class SearchResult:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the search as JSON (atomically). It holds measurements and settings, no forget-set content."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as fh:
-            json.dump(self.to_dict(), fh, indent=1)
-        os.replace(tmp, path)
+        from .atomic import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1))
 
 
 def default_hp_space(trainer: Any) -> Callable[[Any], dict[str, Any]]:

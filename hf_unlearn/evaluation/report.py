@@ -72,16 +72,9 @@ class EvalResult:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the full result (usable later as ``reference=``) as JSON; written atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a full disk or an interruption leaves no stray .tmp file
-            raise
-        return path
+        from ..atomic import atomic_write_text
+
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> EvalResult:
