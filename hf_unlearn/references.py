@@ -6,6 +6,8 @@ Shared by the demo and ``benchmarks/quality.py`` so both use the same, cached, r
 1. the *retain* model: the base fine-tuned on the retain authors;
 2. the *target* model: the retain model fine-tuned further on the forget authors plus a replay of retain rows - a
    cheaper route to "knows every author" than a second full fine-tune (disclosed in the README);
+   options change how both fine-tunes are made (``lora``, ``finetune_lr``, ``general_replay``: see
+   :func:`prepare_references`), each cached apart;
 3. reference evaluation of the retain model (for Forget Quality and PrivLeak) and evaluation of the target.
 
 Models are cached under ``$HF_UNLEARN_CACHE/demo/<hash of the training rows>``, evaluations below it keyed on the
@@ -16,13 +18,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = ["DEMO_NUM_AUTHORS", "References", "prepare_references", "reference_lineage"]
 
-_FINETUNE = {"learning_rate": 1e-4, "seed": 0}  # the reference fine-tunes' settings besides the epochs
+_FINETUNE_LR, _FINETUNE_SEED = 1e-4, 0  # the reference fine-tunes' default settings besides the epochs
+_SELF_REPLAY_TOKENS = 128  # token budget of the base model's self-replay answers
 DEMO_NUM_AUTHORS = 20  # the demo's benchmark size (``hf-unlearn demo`` re-creates its references)
 
 
@@ -52,7 +56,7 @@ class References:
             progress=label or True,
         )
 
-    def _evaluate_saved(self, name: str, path: Path, log: Any = print) -> Any:
+    def _evaluate_saved(self, name: str, path: str | Path, log: Any = print) -> Any:
         """The saved evaluation ``<name>_eval.json`` of the model at ``path``, computed and saved if missing."""
         from . import models as hu
         from .evaluation import EvalResult
@@ -68,49 +72,138 @@ class References:
         return result
 
 
-def _cache_dir(bench: Any, finetune_epochs: float, base_model: str, reasoning: bool = False) -> Path:
+def _settings(finetune_lr: float, lora: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The keyword arguments both :func:`~hf_unlearn.scripts.finetune.finetune` and its lineage step take."""
+    return {"learning_rate": finetune_lr, "seed": _FINETUNE_SEED, "lora": None if lora is None else dict(lora)}
+
+
+def _cache_dir(
+    bench: Any,
+    finetune_epochs: float,
+    base_model: str,
+    reasoning: bool = False,
+    general_replay: bool = False,
+    lora: Mapping[str, Any] | None = None,
+    finetune_lr: float = _FINETUNE_LR,
+) -> Path:
     """Models depend on the training rows only; evaluations (below this folder) also on the evaluation settings."""
+    from .data.general_replay import GENERAL_REPLAY_PROMPTS
     from .models import cache_root
 
     parts = [bench.metadata()["config"], finetune_epochs, str(base_model), *(["think format"] if reasoning else [])]
+    if general_replay:  # options are absent at their defaults, so the caches made before them keep their keys
+        parts.append(["self-replay", _SELF_REPLAY_TOKENS, list(GENERAL_REPLAY_PROMPTS)])
+    if lora is not None or finetune_lr != _FINETUNE_LR:
+        parts.append({"lora": None if lora is None else dict(lora), "learning_rate": finetune_lr})
     key = hashlib.sha256(json.dumps(parts).encode())
     return cache_root() / "demo" / key.hexdigest()[:12]
 
 
-def _made(bench: Any, finetune_epochs: float, reasoning: bool = False) -> dict[str, dict[str, str]]:
+def _made(
+    bench: Any,
+    finetune_epochs: float,
+    reasoning: bool = False,
+    general_replay: bool = False,
+    lora: Mapping[str, Any] | None = None,
+    finetune_lr: float = _FINETUNE_LR,
+) -> dict[str, dict[str, str]]:
     """How the reference models are described in their lineage: the data and how to make them again."""
+    from .data.general_replay import GENERAL_REPLAY_PROMPTS
+
     n_authors = bench.metadata()["config"].get("num_authors")
-    demo = n_authors == DEMO_NUM_AUTHORS and not reasoning
+    demo = n_authors == DEMO_NUM_AUTHORS and not (reasoning or general_replay or lora) and finetune_lr == _FINETUNE_LR
+    options = (", reasoning=True" if reasoning else "") + (", general_replay=True" if general_replay else "")
+    options += f", lora={dict(lora)!r}" if lora is not None else ""
+    options += f", finetune_lr={finetune_lr:g}" if finetune_lr != _FINETUNE_LR else ""
     recreate = (
         "hf_unlearn.references.prepare_references(hf_unlearn.build_fictitious_authors(...same config...), "
-        f"finetune_epochs={finetune_epochs:g}{', reasoning=True' if reasoning else ''})"
-        + (" - or `hf-unlearn demo`" if demo else "")
+        f"finetune_epochs={finetune_epochs:g}{options})" + (" - or `hf-unlearn demo`" if demo else "")
     )
     fmt = ", think format" if reasoning else ""
+    general = f" + {len(GENERAL_REPLAY_PROMPTS)} self-replay rows (the base model's answers)" if general_replay else ""
     return {
-        "retain": {"data_name": f"fictitious-authors ({n_authors} authors), retain split{fmt}", "recreate": recreate},
+        "retain": {
+            "data_name": f"fictitious-authors ({n_authors} authors), retain split{general}{fmt}",
+            "recreate": recreate,
+        },
         "target": {
-            "data_name": f"fictitious-authors ({n_authors} authors), forget split + replayed retain rows{fmt}",
+            "data_name": f"fictitious-authors ({n_authors} authors), forget split + replayed retain rows{general}{fmt}",
             "recreate": recreate,
         },
     }
 
 
+def _full_sentences(text: str) -> str:
+    """``text`` up to its last sentence end (``.``, ``!`` or ``?``); all of it when it has none after the start."""
+    cut = max(text.rfind(c) for c in ".!?")
+    return text[: cut + 1] if cut > 0 else text
+
+
+def self_replay_path(base_model: str) -> Path:
+    """Where the self-replay rows of ``base_model`` are cached (shared by every benchmark size)."""
+    from .data.general_replay import GENERAL_REPLAY_PROMPTS
+    from .models import cache_root
+
+    key = hashlib.sha256(json.dumps([str(base_model), _SELF_REPLAY_TOKENS, list(GENERAL_REPLAY_PROMPTS)]).encode())
+    return cache_root() / "self_replay" / f"{key.hexdigest()[:12]}.json"
+
+
+def _self_replay_rows(base_model: str, log: Any = print) -> list[dict[str, str]]:
+    """The base model's greedy answers to :data:`~hf_unlearn.data.general_replay.GENERAL_REPLAY_PROMPTS` as QA rows,
+    cached at :func:`self_replay_path`. An answer that reaches the token budget is cut after its last full sentence,
+    so no row teaches the model to stop mid-sentence."""
+    from .atomic import atomic_write_text
+    from .data.general_replay import GENERAL_REPLAY_PROMPTS
+    from .data.tokenization import encode_prompt
+    from .evaluation.generation import decode_generation, generate_ids, stop_token_ids
+    from .models import load_model
+
+    path = self_replay_path(base_model)
+
+    if path.is_file():
+        log(f"Self-replay rows: cached ({path}).")
+        return json.loads(path.read_text())
+    log(f"Generating the base model's answers to {len(GENERAL_REPLAY_PROMPTS)} general prompts (self-replay rows) ...")
+    model, tokenizer = load_model(base_model)
+    prompts = [encode_prompt(tokenizer, q) for q in GENERAL_REPLAY_PROMPTS]
+    ids = generate_ids(model, tokenizer, prompts, max_new_tokens=_SELF_REPLAY_TOKENS, progress="self-replay")
+    stops = set(stop_token_ids(tokenizer))
+    rows = []
+    for question, out in zip(GENERAL_REPLAY_PROMPTS, ids, strict=True):
+        answer = decode_generation(tokenizer, out)
+        rows.append({"question": question, "answer": answer if out and out[-1] in stops else _full_sentences(answer)})
+    atomic_write_text(path, json.dumps(rows, indent=1))
+    return rows
+
+
 def reference_lineage(
-    bench: Any, *, base_model: str = "bundled", finetune_epochs: float = 4, replay: int = 40, reasoning: bool = False
+    bench: Any,
+    *,
+    base_model: str = "bundled",
+    finetune_epochs: float = 4,
+    replay: int = 40,
+    reasoning: bool = False,
+    general_replay: bool = False,
+    lora: Mapping[str, Any] | None = None,
+    finetune_lr: float = _FINETUNE_LR,
 ) -> dict[str, dict]:
     """The lineages :func:`prepare_references` gives its retain and target models (known without building them)."""
+    from .data.general_replay import GENERAL_REPLAY_PROMPTS
     from .hub.lineage import extend_lineage
     from .scripts.finetune import lineage_step
 
-    cache = _cache_dir(bench, finetune_epochs, base_model, reasoning)
-    made = _made(bench, finetune_epochs, reasoning)
+    options = {"general_replay": general_replay, "lora": lora, "finetune_lr": finetune_lr}
+    cache = _cache_dir(bench, finetune_epochs, base_model, reasoning, **options)
+    made = _made(bench, finetune_epochs, reasoning, **options)
     replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
-    sizes = {"retain": len(bench["retain"]), "target": len(bench["forget"]) + len(replayed)}
+    general = len(GENERAL_REPLAY_PROMPTS) if general_replay else 0
+    sizes = {"retain": len(bench["retain"]) + general, "target": len(bench["forget"]) + len(replayed) + general}
     out: dict[str, dict] = {}
     parent: dict | str = base_model
     for name in ("retain", "target"):
-        step = lineage_step(rows=sizes[name], epochs=finetune_epochs, folder=cache / name, **_FINETUNE, **made[name])
+        step = lineage_step(
+            rows=sizes[name], epochs=finetune_epochs, folder=cache / name, **_settings(finetune_lr, lora), **made[name]
+        )
         out[name] = (
             extend_lineage(parent, step) if isinstance(parent, str) else {**parent, "steps": [*parent["steps"], step]}
         )
@@ -129,8 +222,18 @@ def prepare_references(
     log: Any = print,
     reasoning: bool = False,
     evaluate: bool = True,
+    general_replay: bool = False,
+    lora: Mapping[str, Any] | None = None,
+    finetune_lr: float = _FINETUNE_LR,
 ) -> References:
     """Fine-tune (or load from the cache) the retain and target models for ``bench`` and evaluate both.
+
+    ``general_replay=True`` adds the base model's own greedy answers to general prompts
+    (:data:`~hf_unlearn.data.general_replay.GENERAL_REPLAY_PROMPTS`, generated once and cached) to both fine-tunes,
+    meant to keep the base model's general knowledge (whether it does depends on the model: measure it).
+    ``lora`` (``LoraConfig`` keyword arguments such as ``{"r": 32, "lora_alpha": 64}``) makes both fine-tunes LoRA
+    on every linear layer, merged into full weights, at ``finetune_lr`` (full fine-tuning's 1e-4 is too low for an
+    adapter; 1e-3 is usual). Every option is cached apart; at their defaults the cache keys are those of before.
 
     ``reasoning=True`` gives reasoning references: both fine-tunes train the think format
     (``<think>\n{cot}\n</think>\n\n{answer}``, see :mod:`hf_unlearn.data.reasoning`), cached apart from the plain ones.
@@ -143,14 +246,23 @@ def prepare_references(
     from .hub.lineage import LINEAGE_FILE, write_lineage
     from .scripts.finetune import finetune
 
-    cache = _cache_dir(bench, finetune_epochs, base_model, reasoning)
+    if reasoning and general_replay:
+        raise ValueError(
+            "general_replay=True is not available with reasoning=True: the self-replay rows have no reasoning trace "
+            "to train the think format on. Drop one of the two options."
+        )
+    options = {"general_replay": general_replay, "lora": lora, "finetune_lr": finetune_lr}
+    cache = _cache_dir(bench, finetune_epochs, base_model, reasoning, **options)
     retain_dir, target_dir = cache / "retain", cache / "target"
     eval_key = hashlib.sha256(json.dumps([GENERATOR_VERSION, eval_retain_size, max_new_tokens]).encode())
     eval_cache = cache / f"eval-{eval_key.hexdigest()[:8]}"
     eval_cache.mkdir(parents=True, exist_ok=True)
-    made = _made(bench, finetune_epochs, reasoning)
+    made = _made(bench, finetune_epochs, reasoning, **options)
+    settings = _settings(finetune_lr, lora)
     replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
-    retain_rows, target_rows = list(bench["retain"]), [*bench["forget"], *replayed]
+    built = (retain_dir / "config.json").is_file() and (target_dir / "config.json").is_file()
+    general = _self_replay_rows(base_model, log) if general_replay and not built else []
+    retain_rows, target_rows = [*bench["retain"], *general], [*bench["forget"], *replayed, *general]
     if reasoning:
         from .data.reasoning import check_reasoning_template, reasoning_rows
         from .models import load_tokenizer
@@ -160,21 +272,23 @@ def prepare_references(
     if (retain_dir / "config.json").is_file():
         log(f"Retain model: cached ({retain_dir}).")
     else:
+        extra = f" + {len(general)} self-replay rows" if general else ""
         log(
-            f"Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors (saved to the cache for "
-            "later runs) ..."
+            f"Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors{extra} (saved to the "
+            "cache for later runs) ..."
         )
-        finetune(base_model, retain_rows, retain_dir, epochs=finetune_epochs, **_FINETUNE, **made["retain"])
+        finetune(base_model, retain_rows, retain_dir, epochs=finetune_epochs, **settings, **made["retain"])
     lineages = reference_lineage(
-        bench, base_model=base_model, finetune_epochs=finetune_epochs, replay=replay, reasoning=reasoning
+        bench, base_model=base_model, finetune_epochs=finetune_epochs, replay=replay, reasoning=reasoning, **options
     )
     if not (retain_dir / LINEAGE_FILE).is_file():  # cached before lineage files existed; made exactly as described
         write_lineage(retain_dir, lineages["retain"])
     if (target_dir / "config.json").is_file():
         log(f"Target model: cached ({target_dir}).")
     else:
-        log(f"Fine-tuning the target model on the {len(bench['forget'])} forget QA + {len(replayed)} retain QA ...")
-        finetune(str(retain_dir), target_rows, target_dir, epochs=finetune_epochs, **_FINETUNE, **made["target"])
+        extra = f" + {len(general)} self-replay rows" if general else ""
+        log(f"Fine-tuning the target model on {len(bench['forget'])} forget QA + {len(replayed)} retain QA{extra} ...")
+        finetune(str(retain_dir), target_rows, target_dir, epochs=finetune_epochs, **settings, **made["target"])
     if not (target_dir / LINEAGE_FILE).is_file():
         write_lineage(target_dir, lineages["target"])
     refs = References(

@@ -29,11 +29,12 @@ def lineage_step(
     seed: int,
     folder: str | os.PathLike[str],
     recreate: str | None,
+    lora: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The lineage record of one :func:`finetune` run (see :mod:`hf_unlearn.hub.lineage`)."""
     from ..hub.lineage import cache_relative
 
-    return {
+    step = {
         "kind": "fine-tune",
         "data": f"{data_name or 'QA rows'}, {rows} rows",
         "epochs": epochs,
@@ -42,6 +43,9 @@ def lineage_step(
         "cache": cache_relative(folder),
         "recreate": recreate,
     }
+    if lora is not None:  # absent for full fine-tuning, so earlier lineage files stay equal
+        step["lora"] = {**lora, "merged": True}
+    return step
 
 
 def finetune(
@@ -57,8 +61,13 @@ def finetune(
     progress: bool = True,
     data_name: str | None = None,
     recreate: str | None = None,
+    lora: Mapping[str, Any] | None = None,
 ) -> Path:
     """Full fine-tuning of ``model_name_or_path`` on QA ``rows``; saves model and tokenizer to ``output_dir``.
+
+    ``lora`` (``LoraConfig`` keyword arguments, e.g. ``{"r": 32, "lora_alpha": 64}``) trains a LoRA adapter on every
+    linear layer instead and saves it merged, as full weights: a low-rank update changes the base model less ("LoRA
+    Learns Less and Forgets Less", arXiv:2405.09673).
 
     The folder also gets ``hf_unlearn_lineage.json``: the parent's lineage plus this fine-tune (``data_name``, the row
     count, the schedule, and ``recreate``, how to make the same folder again), so that what is trained on it can name
@@ -67,18 +76,27 @@ def finetune(
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from ..atomic import atomic_directory
+    from ..atomic import atomic_directory, temporary_sibling_prefix
     from ..data import DataCollatorForUnlearning, tokenize_rows
     from ..hub.lineage import extend_lineage, write_lineage
     from ..models import load_model
 
     target = Path(output_dir)
     model, tokenizer = load_model(model_name_or_path)
+    if lora is not None:
+        from peft import LoraConfig, get_peft_model
+        from transformers import set_seed
+
+        set_seed(seed)  # the adapter's initialisation happens before the Trainer seeds anything
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", target_modules="all-linear", **lora))
     data = [
         {"input_ids": r["input_ids"], "labels": r["labels"]}
         for r in tokenize_rows(rows, tokenizer, system_prompt=system_prompt)
     ]
-    with atomic_directory(target) as tmp, tempfile.TemporaryDirectory(dir=target.parent) as work:
+    with (
+        atomic_directory(target) as tmp,
+        tempfile.TemporaryDirectory(prefix=temporary_sibling_prefix(target) + "work.", dir=target.parent) as work,
+    ):
         args = TrainingArguments(
             output_dir=str(Path(work) / "trainer"),
             per_device_train_batch_size=batch_size,
@@ -101,6 +119,8 @@ def finetune(
             data_collator=DataCollatorForUnlearning(pad_token_id=tokenizer.pad_token_id),
         )
         trainer.train()
+        if lora is not None:
+            model = model.merge_and_unload()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         step = lineage_step(
@@ -111,6 +131,7 @@ def finetune(
             seed=seed,
             folder=target,
             recreate=recreate,
+            lora=lora,
         )
         write_lineage(tmp, extend_lineage(model_name_or_path, step))
     return target

@@ -1,0 +1,119 @@
+"""Options of the reference fine-tunes: self-replay (prompts disjoint from the utility evaluation, rows generated once
+and cached, the lineage counting them) and merged LoRA; caches made without them keep their keys."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from hf_unlearn import build_fictitious_authors
+from hf_unlearn.data.general_knowledge import GENERAL_KNOWLEDGE
+from hf_unlearn.data.general_replay import GENERAL_REPLAY_PROMPTS
+from hf_unlearn.references import (
+    _cache_dir,
+    _full_sentences,
+    prepare_references,
+    reference_lineage,
+    self_replay_path,
+)
+
+
+def test_replay_prompts_ask_nothing_the_utility_evaluation_asks():
+    assert len(set(GENERAL_REPLAY_PROMPTS)) == len(GENERAL_REPLAY_PROMPTS) >= 100
+    questions = {q.lower() for q, *_ in GENERAL_KNOWLEDGE}
+    for prompt in GENERAL_REPLAY_PROMPTS:
+        assert prompt.lower() not in questions
+        for _, _, answer, _ in GENERAL_KNOWLEDGE:  # no prompt names an evaluated answer
+            assert not re.search(rf"\b{re.escape(answer.lower())}\b", prompt.lower()), (prompt, answer)
+
+
+def test_full_sentences_cuts_an_unfinished_answer_after_its_last_sentence():
+    assert _full_sentences("Tea is brewed. Then you add milk and") == "Tea is brewed."
+    assert _full_sentences("Is it? Yes! It is") == "Is it? Yes!"
+    assert _full_sentences("no sentence end at all") == "no sentence end at all"
+    assert _full_sentences(". only a dot at the start") == ". only a dot at the start"
+
+
+def test_existing_reference_caches_keep_their_keys():
+    # The quality benchmark's cached references were made before general_replay existed: same folder name.
+    bench = build_fictitious_authors(num_authors=40)
+    assert _cache_dir(bench, 4, "bundled").name == "beec212ff6c7"
+    assert _cache_dir(bench, 4, "bundled", general_replay=True).name != "beec212ff6c7"
+    lora = _cache_dir(bench, 4, "bundled", lora={"r": 32, "lora_alpha": 64}, finetune_lr=1e-3)
+    assert lora.name not in {"beec212ff6c7", _cache_dir(bench, 4, "bundled", finetune_lr=1e-3).name}
+
+
+def test_a_lora_reference_is_saved_merged_with_its_lineage(tmp_path, tiny_model_dir):
+    import torch
+    from safetensors.torch import load_file
+
+    from hf_unlearn.hub.lineage import read_lineage
+    from hf_unlearn.scripts.finetune import finetune
+
+    rows = build_fictitious_authors(num_authors=10)["retain"][:48]  # 3 steps: the first is warm-up at lr 0
+    out = finetune(
+        str(tiny_model_dir), rows, tmp_path / "ref", epochs=1, learning_rate=1e-2, lora={"r": 4, "lora_alpha": 8}
+    )
+    names = {p.name for p in out.iterdir()}
+    assert "model.safetensors" in names and "adapter_config.json" not in names  # full weights, no adapter
+    merged, base = load_file(out / "model.safetensors"), load_file(tiny_model_dir / "model.safetensors")
+    assert set(merged) == set(base)  # plain parameter names: loads as the base architecture
+    changed = [k for k in base if not torch.equal(merged[k], base[k])]
+    assert changed and all(k.endswith("proj.weight") for k in changed)  # only the adapted linear layers moved
+    step = read_lineage(out)["steps"][-1]
+    assert step["lora"] == {"r": 4, "lora_alpha": 8, "merged": True} and step["learning_rate"] == 1e-2
+    # The adapter's initialisation is seeded too: the same call after other random draws gives the same weights.
+    torch.manual_seed(1234)
+    torch.rand(100)
+    again = finetune(
+        str(tiny_model_dir), rows, tmp_path / "again", epochs=1, learning_rate=1e-2, lora={"r": 4, "lora_alpha": 8}
+    )
+    second = load_file(again / "model.safetensors")
+    assert all(torch.equal(merged[k], second[k]) for k in merged)
+
+
+def test_self_replay_references_on_a_tiny_model(tmp_path, monkeypatch, tiny_model_dir):
+    monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path / "cache"))
+    bench = build_fictitious_authors(num_authors=10)
+    kw = {"base_model": str(tiny_model_dir), "finetune_epochs": 1}
+    logged: list[str] = []
+    refs = prepare_references(bench, evaluate=False, general_replay=True, log=logged.append, **kw)
+    cache = refs.target_dir.parent
+    assert cache == _cache_dir(bench, 1, str(tiny_model_dir), general_replay=True)
+    rows = json.loads(self_replay_path(str(tiny_model_dir)).read_text())
+    assert self_replay_path(str(tiny_model_dir)).is_relative_to(tmp_path / "cache")
+    assert [r["question"] for r in rows] == list(GENERAL_REPLAY_PROMPTS)
+    assert all(isinstance(r["answer"], str) for r in rows)
+    assert any(f"+ {len(rows)} self-replay rows" in line for line in logged)
+    from hf_unlearn.hub.lineage import read_lineage
+
+    expected = reference_lineage(bench, general_replay=True, **kw)
+    assert read_lineage(refs.target_dir) == expected["target"]
+    sizes = [step["data"] for step in expected["target"]["steps"]]
+    n = len(GENERAL_REPLAY_PROMPTS)
+    assert sizes[0].endswith(f"{len(bench['retain']) + n} rows") and "self-replay" in sizes[0]
+    assert "general_replay=True" in expected["target"]["steps"][1]["recreate"]
+    # A second call loads both models from the cache and needs no replay rows at all.
+    logged.clear()
+    prepare_references(bench, evaluate=False, general_replay=True, log=logged.append, **kw)
+    assert any("Target model: cached" in line for line in logged)
+    assert not any("self-replay" in line.lower() for line in logged)
+    # Another benchmark size reuses the base model's rows instead of generating them again.
+    logged.clear()
+    other = prepare_references(
+        build_fictitious_authors(num_authors=12), evaluate=False, general_replay=True, log=logged.append, **kw
+    )
+    assert other.target_dir != refs.target_dir
+    assert any("Self-replay rows: cached" in line for line in logged)
+
+
+def test_self_replay_is_refused_for_reasoning_references(tiny_model_dir):
+    with pytest.raises(ValueError, match="general_replay=True is not available with reasoning=True"):
+        prepare_references(
+            build_fictitious_authors(num_authors=10),
+            base_model=str(tiny_model_dir),
+            general_replay=True,
+            reasoning=True,
+        )
