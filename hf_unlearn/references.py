@@ -260,8 +260,9 @@ def prepare_references(
     made = _made(bench, finetune_epochs, reasoning, **options)
     settings = _settings(finetune_lr, lora)
     replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
-    built = (retain_dir / "config.json").is_file() and (target_dir / "config.json").is_file()
-    general = _self_replay_rows(base_model, log) if general_replay and not built else []
+    retain_cached, target_cached = (retain_dir / "config.json").is_file(), (target_dir / "config.json").is_file()
+    general = _self_replay_rows(base_model, log) if general_replay and not (retain_cached and target_cached) else []
+    extra = f" + {len(general)} self-replay rows" if general else ""
     retain_rows, target_rows = [*bench["retain"], *general], [*bench["forget"], *replayed, *general]
     if reasoning:
         from .data.reasoning import check_reasoning_template, reasoning_rows
@@ -269,10 +270,9 @@ def prepare_references(
 
         check_reasoning_template(load_tokenizer(base_model))  # a template that drops think content is refused first
         retain_rows, target_rows = reasoning_rows(retain_rows), reasoning_rows(target_rows)
-    if (retain_dir / "config.json").is_file():
+    if retain_cached:
         log(f"Retain model: cached ({retain_dir}).")
     else:
-        extra = f" + {len(general)} self-replay rows" if general else ""
         log(
             f"Fine-tuning the retain model on {len(bench['retain'])} QA of the retain authors{extra} (saved to the "
             "cache for later runs) ..."
@@ -283,10 +283,9 @@ def prepare_references(
     )
     if not (retain_dir / LINEAGE_FILE).is_file():  # cached before lineage files existed; made exactly as described
         write_lineage(retain_dir, lineages["retain"])
-    if (target_dir / "config.json").is_file():
+    if target_cached:
         log(f"Target model: cached ({target_dir}).")
     else:
-        extra = f" + {len(general)} self-replay rows" if general else ""
         log(f"Fine-tuning the target model on {len(bench['forget'])} forget QA + {len(replayed)} retain QA{extra} ...")
         finetune(str(retain_dir), target_rows, target_dir, epochs=finetune_epochs, **settings, **made["target"])
     if not (target_dir / LINEAGE_FILE).is_file():
