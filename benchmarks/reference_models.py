@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/reference_models.py [--num-authors 40] [--variants plain self_replay]
 
 For each variant of :func:`hf_unlearn.prepare_references` (``plain``: full fine-tuning on the fictitious authors;
-``self_replay``: plus the base model's own answers to general prompts, ``general_replay=True``; ``lora_r32_lr*``:
-LoRA r 32, alpha 64 on every linear layer at lr 1e-3 or 5e-4, merged) it builds (or loads from the cache) the
+``self_replay``: plus the base model's own answers to general prompts, ``general_replay="self"``; ``fact_replay``:
+plus curated true facts, ``general_replay="facts"``; ``lora_r32_lr*``: LoRA r 32, alpha 64 on every linear layer at
+lr 1e-3 or 5e-4, merged, the last also with fact replay) it builds (or loads from the cache) the
 retain and target models and measures, by answer ranking (the true answer against its same-type wrong answers,
 length-normalised probability, TOFU's ``Prob``):
 
@@ -13,6 +14,10 @@ length-normalised probability, TOFU's ``Prob``):
   true-answer probability is the informative number here: ranking accuracy on them is ~1 for every fine-tuned model,
   since the wrong answers break the template the fine-tunes taught.
 
+For general knowledge it also lists the facts each fine-tuned model lost against the base model, and counts those
+whose winning wrong value is a value the fine-tuning data states (the authors' birthplaces are real cities, some of
+them the evaluation's wrong capitals).
+
 Writes ``benchmarks/results/reference_models.json``; fine-tune times are recorded when a variant is built by this run.
 """
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -31,11 +37,28 @@ from hf_unlearn.references import prepare_references
 OUT = Path(__file__).parent / "results" / "reference_models.json"
 VARIANTS = {
     "plain": {},
-    "self_replay": {"general_replay": True},
+    "self_replay": {"general_replay": "self"},
+    "fact_replay": {"general_replay": "facts"},
+    "lora_r32_lr1e-3_fact_replay": {
+        "lora": {"r": 32, "lora_alpha": 64},
+        "finetune_lr": 1e-3,
+        "general_replay": "facts",
+    },
     "lora_r32_lr1e-3": {"lora": {"r": 32, "lora_alpha": 64}, "finetune_lr": 1e-3},
     "lora_r32_lr5e-4": {"lora": {"r": 32, "lora_alpha": 64}, "finetune_lr": 5e-4},
 }
 RETAIN_STRIDE = 4  # every 4th retain QA (80 of 320 at 40 authors) keeps the measurement to a minute a model
+
+
+def _winner(row: dict, probs: list[float]) -> str:
+    """The value of the option ranked first: the fact itself, or the wrong value that beat it."""
+    start, end = row["fact_span"]
+    best = max(range(len(probs)), key=probs.__getitem__)
+    if best == 0:
+        return row["fact"]
+    return row["perturbed_answer"][best - 1][
+        start : len(row["perturbed_answer"][best - 1]) - (len(row["answer"]) - end)
+    ]
 
 
 def _measure(path: str, bench, label: str) -> dict:
@@ -45,7 +68,23 @@ def _measure(path: str, bench, label: str) -> dict:
         rows = bench[split][::RETAIN_STRIDE] if split == "retain" else bench[split]
         res = rank_answers(model, tokenizer, rows, progress=f"{label}: {split}")
         out[split] = {"accuracy": res.accuracy, "mean_true_prob": res.mean_true_prob}
+        if split == "general_knowledge":  # which value each fact's ranking put first, to see what a fine-tune broke
+            out[split]["ranked_first"] = [_winner(r, p) for r, p in zip(rows, res.option_probs, strict=True)]
     return out
+
+
+def _losses(model: dict, base: dict, bench) -> dict:
+    """General facts the base model ranked right and ``model`` ranks wrong; how many of them lost to a value the
+    fine-tuning data states (a city an author was born in, a job, a year ...), which the fine-tune made likelier."""
+    taught = " ".join(r["answer"] for split in ("retain", "forget") for r in bench[split]).lower()
+    facts = [r["fact"] for r in bench["general_knowledge"]]
+    lost = [
+        (fact, winner)
+        for fact, before, winner in zip(facts, base["ranked_first"], model["ranked_first"], strict=True)
+        if before == fact and winner != fact
+    ]
+    pulled = [w for _, w in lost if re.search(rf"\b{re.escape(w.lower())}\b", taught)]
+    return {"lost": len(lost), "lost_to_a_trained_value": len(pulled), "examples": lost[:8]}
 
 
 def main() -> None:
@@ -68,18 +107,24 @@ def main() -> None:
         }
         if built > 60:  # built now, not loaded from the cache
             row["build_seconds"] = round(built, 1)
+        for which in ("retain", "target"):
+            row[which]["general_knowledge_losses"] = _losses(
+                row[which]["general_knowledge"], result["base"]["general_knowledge"], bench
+            )
         result.setdefault("variants", {})[name] = row
         OUT.write_text(json.dumps(result, indent=2) + "\n")
     base = result["base"]["general_knowledge"]["accuracy"]
-    print(f"{'model':<22} {'general':>8} {'vs base':>8} {'P(forget)':>10} {'P(retain)':>10}")
+    print(f"{'model':<34} {'general':>8} {'vs base':>8} {'P(forget)':>10} {'P(retain)':>10} {'lost (to trained)':>18}")
     variants = result.get("variants", {})
     rows = [("base", result["base"])]
     rows += [(f"{name} {which}", row[which]) for name, row in variants.items() for which in ("retain", "target")]
     for label, m in rows:
         gk = m["general_knowledge"]["accuracy"]
+        losses = m.get("general_knowledge_losses")
+        lost = f"{losses['lost']} ({losses['lost_to_a_trained_value']})" if losses else "-"
         print(
-            f"{label:<22} {gk:>8.3f} {gk - base:>+8.3f} {m['forget']['mean_true_prob']:>10.3f} "
-            f"{m['retain']['mean_true_prob']:>10.3f}"
+            f"{label:<34} {gk:>8.3f} {gk - base:>+8.3f} {m['forget']['mean_true_prob']:>10.3f} "
+            f"{m['retain']['mean_true_prob']:>10.3f} {lost:>18}"
         )
 
 

@@ -27,6 +27,7 @@ __all__ = ["DEMO_NUM_AUTHORS", "References", "prepare_references", "reference_li
 
 _FINETUNE_LR, _FINETUNE_SEED = 1e-4, 0  # the reference fine-tunes' default settings besides the epochs
 _SELF_REPLAY_TOKENS = 128  # token budget of the base model's self-replay answers
+_GENERAL_REPLAY = ("self", "facts")  # the values of ``general_replay`` besides None
 DEMO_NUM_AUTHORS = 20  # the demo's benchmark size (``hf-unlearn demo`` re-creates its references)
 
 
@@ -82,17 +83,21 @@ def _cache_dir(
     finetune_epochs: float,
     base_model: str,
     reasoning: bool = False,
-    general_replay: bool = False,
+    general_replay: str | None = None,
     lora: Mapping[str, Any] | None = None,
     finetune_lr: float = _FINETUNE_LR,
 ) -> Path:
     """Models depend on the training rows only; evaluations (below this folder) also on the evaluation settings."""
+    from .data.fact_replay import FACT_REPLAY
     from .data.general_replay import GENERAL_REPLAY_PROMPTS
     from .models import cache_root
 
     parts = [bench.metadata()["config"], finetune_epochs, str(base_model), *(["think format"] if reasoning else [])]
-    if general_replay:  # options are absent at their defaults, so the caches made before them keep their keys
+    # Options are absent at their defaults, so the caches made before them keep their keys.
+    if general_replay == "self":
         parts.append(["self-replay", _SELF_REPLAY_TOKENS, list(GENERAL_REPLAY_PROMPTS)])
+    elif general_replay == "facts":
+        parts.append(["fact-replay", [list(row) for row in FACT_REPLAY]])
     if lora is not None or finetune_lr != _FINETUNE_LR:
         parts.append({"lora": None if lora is None else dict(lora), "learning_rate": finetune_lr})
     key = hashlib.sha256(json.dumps(parts).encode())
@@ -103,16 +108,16 @@ def _made(
     bench: Any,
     finetune_epochs: float,
     reasoning: bool = False,
-    general_replay: bool = False,
+    general_replay: str | None = None,
     lora: Mapping[str, Any] | None = None,
     finetune_lr: float = _FINETUNE_LR,
 ) -> dict[str, dict[str, str]]:
     """How the reference models are described in their lineage: the data and how to make them again."""
-    from .data.general_replay import GENERAL_REPLAY_PROMPTS
-
     n_authors = bench.metadata()["config"].get("num_authors")
     demo = n_authors == DEMO_NUM_AUTHORS and not (reasoning or general_replay or lora) and finetune_lr == _FINETUNE_LR
-    options = (", reasoning=True" if reasoning else "") + (", general_replay=True" if general_replay else "")
+    options = (", reasoning=True" if reasoning else "") + (
+        f", general_replay={general_replay!r}" if general_replay else ""
+    )
     options += f", lora={dict(lora)!r}" if lora is not None else ""
     options += f", finetune_lr={finetune_lr:g}" if finetune_lr != _FINETUNE_LR else ""
     recreate = (
@@ -120,7 +125,7 @@ def _made(
         f"finetune_epochs={finetune_epochs:g}{options})" + (" - or `hf-unlearn demo`" if demo else "")
     )
     fmt = ", think format" if reasoning else ""
-    general = f" + {len(GENERAL_REPLAY_PROMPTS)} self-replay rows (the base model's answers)" if general_replay else ""
+    general = f" + {_replay_description(general_replay)}" if general_replay else ""
     return {
         "retain": {
             "data_name": f"fictitious-authors ({n_authors} authors), retain split{general}{fmt}",
@@ -137,6 +142,41 @@ def _full_sentences(text: str) -> str:
     """``text`` up to its last sentence end (``.``, ``!`` or ``?``); all of it when it has none after the start."""
     cut = max(text.rfind(c) for c in ".!?")
     return text[: cut + 1] if cut > 0 else text
+
+
+def _check_general_replay(general_replay: str | None, reasoning: bool = False) -> None:
+    if general_replay is not None and general_replay not in _GENERAL_REPLAY:
+        raise ValueError(
+            f"general_replay={general_replay!r} is not an option: pass 'self' (the base model's own answers to general "
+            "prompts), 'facts' (curated true facts) or None (no replay)."
+        )
+    if reasoning and general_replay:
+        raise ValueError(
+            f"general_replay={general_replay!r} is not available with reasoning=True: the replay rows have no "
+            "reasoning trace to train the think format on. Drop one of the two options."
+        )
+
+
+def _replay_count(general_replay: str | None) -> int:
+    from .data.fact_replay import FACT_REPLAY
+    from .data.general_replay import GENERAL_REPLAY_PROMPTS
+
+    return {"self": len(GENERAL_REPLAY_PROMPTS), "facts": len(FACT_REPLAY)}.get(general_replay or "", 0)
+
+
+def _replay_description(general_replay: str | None) -> str:
+    n = _replay_count(general_replay)
+    return (
+        f"{n} self-replay rows (the base model's answers)"
+        if general_replay == "self"
+        else f"{n} fact-replay rows (true facts)"
+    )
+
+
+def _fact_replay_rows() -> list[dict[str, str]]:
+    from .data.fact_replay import FACT_REPLAY
+
+    return [{"question": q, "answer": a} for q, a in FACT_REPLAY]
 
 
 def self_replay_path(base_model: str) -> Path:
@@ -183,12 +223,11 @@ def reference_lineage(
     finetune_epochs: float = 4,
     replay: int = 40,
     reasoning: bool = False,
-    general_replay: bool = False,
+    general_replay: str | None = None,
     lora: Mapping[str, Any] | None = None,
     finetune_lr: float = _FINETUNE_LR,
 ) -> dict[str, dict]:
     """The lineages :func:`prepare_references` gives its retain and target models (known without building them)."""
-    from .data.general_replay import GENERAL_REPLAY_PROMPTS
     from .hub.lineage import extend_lineage
     from .scripts.finetune import lineage_step
 
@@ -196,7 +235,7 @@ def reference_lineage(
     cache = _cache_dir(bench, finetune_epochs, base_model, reasoning, **options)
     made = _made(bench, finetune_epochs, reasoning, **options)
     replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
-    general = len(GENERAL_REPLAY_PROMPTS) if general_replay else 0
+    general = _replay_count(general_replay)
     sizes = {"retain": len(bench["retain"]) + general, "target": len(bench["forget"]) + len(replayed) + general}
     out: dict[str, dict] = {}
     parent: dict | str = base_model
@@ -222,15 +261,17 @@ def prepare_references(
     log: Any = print,
     reasoning: bool = False,
     evaluate: bool = True,
-    general_replay: bool = False,
+    general_replay: str | None = None,
     lora: Mapping[str, Any] | None = None,
     finetune_lr: float = _FINETUNE_LR,
 ) -> References:
     """Fine-tune (or load from the cache) the retain and target models for ``bench`` and evaluate both.
 
-    ``general_replay=True`` adds the base model's own greedy answers to general prompts
-    (:data:`~hf_unlearn.data.general_replay.GENERAL_REPLAY_PROMPTS`, generated once and cached) to both fine-tunes,
-    meant to keep the base model's general knowledge (whether it does depends on the model: measure it).
+    ``general_replay`` mixes general rows into both fine-tunes, meant to keep the base model's general knowledge
+    (whether it does depends on the model: measure it): ``"self"`` replays the base model's own greedy answers to
+    general prompts (:data:`~hf_unlearn.data.general_replay.GENERAL_REPLAY_PROMPTS`, generated once and cached),
+    ``"facts"`` curated true facts that the utility evaluation does not ask
+    (:data:`~hf_unlearn.data.fact_replay.FACT_REPLAY`).
     ``lora`` (``LoraConfig`` keyword arguments such as ``{"r": 32, "lora_alpha": 64}``) makes both fine-tunes LoRA
     on every linear layer, merged into full weights, at ``finetune_lr`` (full fine-tuning's 1e-4 is too low for an
     adapter; 1e-3 is usual). Every option is cached apart; at their defaults the cache keys are those of before.
@@ -246,11 +287,7 @@ def prepare_references(
     from .hub.lineage import LINEAGE_FILE, write_lineage
     from .scripts.finetune import finetune
 
-    if reasoning and general_replay:
-        raise ValueError(
-            "general_replay=True is not available with reasoning=True: the self-replay rows have no reasoning trace "
-            "to train the think format on. Drop one of the two options."
-        )
+    _check_general_replay(general_replay, reasoning)
     options = {"general_replay": general_replay, "lora": lora, "finetune_lr": finetune_lr}
     cache = _cache_dir(bench, finetune_epochs, base_model, reasoning, **options)
     retain_dir, target_dir = cache / "retain", cache / "target"
@@ -261,8 +298,12 @@ def prepare_references(
     settings = _settings(finetune_lr, lora)
     replayed = bench["retain"][:: max(1, len(bench["retain"]) // replay)]
     retain_cached, target_cached = (retain_dir / "config.json").is_file(), (target_dir / "config.json").is_file()
-    general = _self_replay_rows(base_model, log) if general_replay and not (retain_cached and target_cached) else []
-    extra = f" + {len(general)} self-replay rows" if general else ""
+    general: list[dict[str, str]] = []
+    if general_replay == "self" and not (retain_cached and target_cached):
+        general = _self_replay_rows(base_model, log)
+    elif general_replay == "facts":
+        general = _fact_replay_rows()
+    extra = f" + {len(general)} {'self' if general_replay == 'self' else 'fact'}-replay rows" if general else ""
     retain_rows, target_rows = [*bench["retain"], *general], [*bench["forget"], *replayed, *general]
     if reasoning:
         from .data.reasoning import check_reasoning_template, reasoning_rows
