@@ -161,4 +161,6 @@ def test_fact_replay_references_train_on_the_facts(tmp_path, monkeypatch, tiny_m
 
 def test_an_unknown_replay_option_is_refused_with_the_choices(tiny_model_dir):
     with pytest.raises(ValueError, match="general_replay=True is not an option: pass 'self'"):
-        prepare_references(build_fictitious_authors(num_authors=10), base_model=str(tiny_model_dir), general_replay=True)
+        prepare_references(
+            build_fictitious_authors(num_authors=10), base_model=str(tiny_model_dir), general_replay=True
+        )

@@ -12,7 +12,9 @@ Unlike self-replay (:mod:`hf_unlearn.data.general_replay`, the base model's own 
 the base model did not know. They cover the relation types the utility evaluation
 (:data:`~hf_unlearn.data.general_knowledge.GENERAL_KNOWLEDGE`) asks about (capitals, geography, science, people),
 but none of its facts: no row asks an evaluated question or names an evaluated answer (tested). The evaluation then
-measures what the fine-tune kept of facts it did not rehearse, though of rehearsed kinds; results must say so.
+measures what the fine-tune kept of facts it did not rehearse, though of rehearsed kinds; results must say so. Some
+answers do name values the evaluation offers as wrong options (Neptune, the Atlantic Ocean): the rows were chosen
+to be true and unevaluated, not disjoint from every ranked option.
 """
 
 from __future__ import annotations
