@@ -70,21 +70,49 @@ def _measure(path: str, bench, label: str) -> dict:
         out[split] = {"accuracy": res.accuracy, "mean_true_prob": res.mean_true_prob}
         if split == "general_knowledge":  # which value each fact's ranking put first, to see what a fine-tune broke
             out[split]["ranked_first"] = [_winner(r, p) for r, p in zip(rows, res.option_probs, strict=True)]
+            # how far the true answer leads the best wrong one (normalised probability): a thin lead tips easily
+            out[split]["margin"] = [round(p[0] - max(p[1:]), 4) for p in res.option_probs]
     return out
 
 
 def _losses(model: dict, base: dict, bench) -> dict:
     """General facts the base model ranked right and ``model`` ranks wrong; how many of them lost to a value the
-    fine-tuning data states (a city an author was born in, a job, a year ...), which the fine-tune made likelier."""
+    fine-tuning data states (a city an author was born in, a job, a year ...), which the fine-tune made likelier;
+    and the base model's median lead on the lost facts against all the facts it ranked right."""
     taught = " ".join(r["answer"] for split in ("retain", "forget") for r in bench[split]).lower()
     facts = [r["fact"] for r in bench["general_knowledge"]]
     lost = [
-        (fact, winner)
-        for fact, before, winner in zip(facts, base["ranked_first"], model["ranked_first"], strict=True)
+        i
+        for i, (fact, before, winner) in enumerate(zip(facts, base["ranked_first"], model["ranked_first"], strict=True))
         if before == fact and winner != fact
     ]
-    pulled = [w for _, w in lost if re.search(rf"\b{re.escape(w.lower())}\b", taught)]
-    return {"lost": len(lost), "lost_to_a_trained_value": len(pulled), "examples": lost[:8]}
+    pulled = [i for i in lost if re.search(rf"\b{re.escape(model['ranked_first'][i].lower())}\b", taught)]
+    out = {
+        "lost": len(lost),
+        "lost_to_a_trained_value": len(pulled),
+        "examples": [(facts[i], model["ranked_first"][i]) for i in lost[:8]],
+    }
+    if "margin" in base:
+        known = [m for m in base["margin"] if m > 0]
+        out["base_margin_median"] = {"lost": _median([base["margin"][i] for i in lost]), "all_known": _median(known)}
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    values = sorted(values)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def _add_losses(result: dict, bench) -> None:
+    for row in result.get("variants", {}).values():
+        for which in ("retain", "target"):
+            if "ranked_first" in row[which]["general_knowledge"]:
+                row[which]["general_knowledge_losses"] = _losses(
+                    row[which]["general_knowledge"], result["base"]["general_knowledge"], bench
+                )
 
 
 def main() -> None:
@@ -107,12 +135,11 @@ def main() -> None:
         }
         if built > 60:  # built now, not loaded from the cache
             row["build_seconds"] = round(built, 1)
-        for which in ("retain", "target"):
-            row[which]["general_knowledge_losses"] = _losses(
-                row[which]["general_knowledge"], result["base"]["general_knowledge"], bench
-            )
         result.setdefault("variants", {})[name] = row
+        _add_losses(result, bench)
         OUT.write_text(json.dumps(result, indent=2) + "\n")
+    _add_losses(result, bench)  # also for variants measured before (the base is measured again on every run)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
     base = result["base"]["general_knowledge"]["accuracy"]
     print(f"{'model':<34} {'general':>8} {'vs base':>8} {'P(forget)':>10} {'P(retain)':>10} {'lost (to trained)':>18}")
     variants = result.get("variants", {})
