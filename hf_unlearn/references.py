@@ -27,7 +27,8 @@ __all__ = ["DEMO_NUM_AUTHORS", "References", "prepare_references", "reference_li
 
 _FINETUNE_LR, _FINETUNE_SEED = 1e-4, 0  # the reference fine-tunes' default settings besides the epochs
 _SELF_REPLAY_TOKENS = 128  # token budget of the base model's self-replay answers
-_GENERAL_REPLAY = ("self", "facts")  # the values of ``general_replay`` besides None
+# the values of ``general_replay`` besides None, and how their rows are named in logs and lineages
+_REPLAY_ROWS = {"self": "self-replay rows (the base model's answers)", "facts": "fact-replay rows (true facts)"}
 DEMO_NUM_AUTHORS = 20  # the demo's benchmark size (``hf-unlearn demo`` re-creates its references)
 
 
@@ -145,7 +146,7 @@ def _full_sentences(text: str) -> str:
 
 
 def _check_general_replay(general_replay: str | None, reasoning: bool = False) -> None:
-    if general_replay is not None and general_replay not in _GENERAL_REPLAY:
+    if general_replay is not None and general_replay not in _REPLAY_ROWS:
         raise ValueError(
             f"general_replay={general_replay!r} is not an option: pass 'self' (the base model's own answers to general "
             "prompts), 'facts' (curated true facts) or None (no replay)."
@@ -164,13 +165,8 @@ def _replay_count(general_replay: str | None) -> int:
     return {"self": len(GENERAL_REPLAY_PROMPTS), "facts": len(FACT_REPLAY)}.get(general_replay or "", 0)
 
 
-def _replay_description(general_replay: str | None) -> str:
-    n = _replay_count(general_replay)
-    return (
-        f"{n} self-replay rows (the base model's answers)"
-        if general_replay == "self"
-        else f"{n} fact-replay rows (true facts)"
-    )
+def _replay_description(general_replay: str) -> str:
+    return f"{_replay_count(general_replay)} {_REPLAY_ROWS[general_replay]}"
 
 
 def _fact_replay_rows() -> list[dict[str, str]]:
@@ -303,7 +299,7 @@ def prepare_references(
         general = _self_replay_rows(base_model, log)
     elif general_replay == "facts":
         general = _fact_replay_rows()
-    extra = f" + {len(general)} {'self' if general_replay == 'self' else 'fact'}-replay rows" if general else ""
+    extra = f" + {_replay_description(general_replay)}" if general else ""
     retain_rows, target_rows = [*bench["retain"], *general], [*bench["forget"], *replayed, *general]
     if reasoning:
         from .data.reasoning import check_reasoning_template, reasoning_rows
