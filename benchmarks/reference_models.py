@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import time
 from pathlib import Path
 
@@ -56,9 +57,8 @@ def _winner(row: dict, probs: list[float]) -> str:
     best = max(range(len(probs)), key=probs.__getitem__)
     if best == 0:
         return row["fact"]
-    return row["perturbed_answer"][best - 1][
-        start : len(row["perturbed_answer"][best - 1]) - (len(row["answer"]) - end)
-    ]
+    wrong = row["perturbed_answer"][best - 1]  # the same sentence as the answer with another value in the span
+    return wrong[start : len(wrong) - (len(row["answer"]) - end)]
 
 
 def _measure(path: str, bench, label: str) -> dict:
@@ -94,25 +94,23 @@ def _losses(model: dict, base: dict, bench) -> dict:
     }
     if "margin" in base:
         known = [m for m in base["margin"] if m > 0]
-        out["base_margin_median"] = {"lost": _median([base["margin"][i] for i in lost]), "all_known": _median(known)}
+        lost_margins = [base["margin"][i] for i in lost]
+        out["base_margin_median"] = {
+            "lost": statistics.median(lost_margins) if lost_margins else None,
+            "all_known": statistics.median(known),
+        }
     return out
 
 
-def _median(values: list[float]) -> float | None:
-    values = sorted(values)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
-
-
-def _add_losses(result: dict, bench) -> None:
+def _save(result: dict, bench) -> None:
+    """Write the results, with every variant's losses against the base model as measured by this run."""
     for row in result.get("variants", {}).values():
         for which in ("retain", "target"):
             if "ranked_first" in row[which]["general_knowledge"]:
                 row[which]["general_knowledge_losses"] = _losses(
                     row[which]["general_knowledge"], result["base"]["general_knowledge"], bench
                 )
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
 
 
 def main() -> None:
@@ -136,10 +134,9 @@ def main() -> None:
         if built > 60:  # built now, not loaded from the cache
             row["build_seconds"] = round(built, 1)
         result.setdefault("variants", {})[name] = row
-        _add_losses(result, bench)
-        OUT.write_text(json.dumps(result, indent=2) + "\n")
-    _add_losses(result, bench)  # also for variants measured before (the base is measured again on every run)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+        _save(result, bench)  # after each variant, so an interrupted run keeps what it measured
+    if not a.variants:  # the base alone was measured again: the stored variants' losses follow it
+        _save(result, bench)
     base = result["base"]["general_knowledge"]["accuracy"]
     print(f"{'model':<34} {'general':>8} {'vs base':>8} {'P(forget)':>10} {'P(retain)':>10} {'lost (to trained)':>18}")
     variants = result.get("variants", {})
