@@ -90,6 +90,8 @@ def render_cards() -> dict[str, str]:
     from hf_unlearn.references import reference_lineage
 
     bench = build_fictitious_authors(**quality.BENCH)
+    machine = json.loads((ROOT / "benchmarks" / "results" / "quality.json").read_text())["machine"]
+    versions = {"TRL": machine["trl"], "Transformers": machine["transformers"], "Pytorch": machine["torch"]}
     target = reference_lineage(bench)["target"]  # every row unlearns the cached target fine-tune
     target_dir = str(cache_root() / target["steps"][-1]["cache"])
     cards = {"TEMPLATE.md": TEMPLATE.read_text()}
@@ -125,6 +127,7 @@ def render_cards() -> dict[str, str]:
             metrics=metrics,
             citation=citation,
             robustness=robustness,
+            versions=versions,  # those the benchmark ran with
             lineage={**target, "steps": [*target["steps"], {"kind": "unlearn", "method": name, "adapter": adapter}]},
         )
         # As `hf-unlearn push <row> <repo> --merge` would publish it: the target is a local fine-tune, so adapters go

@@ -28,6 +28,7 @@ __all__ = [
     "BUNDLED_HUB_ID",
     "BUNDLED_MODEL_NAME",
     "BundledModelMissingError",
+    "bundled_model_license",
     "bundled_model_path",
     "cache_root",
     "disable_bnb_cpu_repacking",
@@ -76,6 +77,17 @@ def _bundled_gguf() -> Path:
             f"{_BUNDLED_INSTALL} --force-reinstall"
         )
     return path
+
+
+def bundled_model_license() -> str | None:
+    """The bundled model's license as its GGUF file records it (``general.license``), or ``None`` if unreadable."""
+    try:
+        from gguf import GGUFReader
+
+        field = GGUFReader(str(_bundled_gguf())).fields.get("general.license")
+        return bytes(field.parts[-1]).decode() if field is not None else None
+    except Exception:  # no gguf package or no bundled model: the license is unknown, not an error
+        return None
 
 
 def is_bundled_name(name: str | os.PathLike[str]) -> bool:

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TRAINING_DATASETS", "TrainingData", "evaluation_splits", "training_data"]
+__all__ = ["TRAINING_DATASETS", "TrainingData", "evaluation_splits", "hub_dataset_ids", "training_data"]
 
 TRAINING_DATASETS = ("fictitious-authors", "tofu", "muse-news", "muse-books", "files")
+# The Hub repositories behind the named datasets (a card's `datasets:`); built-in and local data have none.
+HUB_DATASETS = {"tofu": "locuslab/TOFU", "muse-news": "muse-bench/MUSE-News", "muse-books": "muse-bench/MUSE-Books"}
 EVAL_SUITES = ("tofu", "muse", "mcq", "robustness", "reasoning")
 
 
@@ -21,6 +23,12 @@ class TrainingData:
     forget: list[dict]
     retain: list[dict] | None
     eval_sets: dict[str, list[dict]] | None
+
+
+def hub_dataset_ids(dataset: str) -> list[str]:
+    """The Hub ids a model trained on ``dataset`` names in its card's ``datasets:`` (none for built-in or local
+    data: a local path would say nothing to a reader and may name private folders)."""
+    return [HUB_DATASETS[dataset]] if dataset in HUB_DATASETS else []
 
 
 def _read_jsonl(path: str) -> list[dict]:

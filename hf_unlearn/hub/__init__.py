@@ -1,14 +1,26 @@
 """Hub publishing: generated model cards with evaluation metadata, safe pushes, loading back."""
 
 from .cards import BUNDLED_HUB_ID, build_model_card
-from .push import ALLOWED_FILES, HubLoginRequiredError, load_unlearned, push_unlearned, sanitize_results
+from .push import (
+    ALLOWED_FILES,
+    HubLoginRequiredError,
+    HubPushError,
+    hub_private,
+    load_unlearned,
+    push_unlearned,
+    require_token,
+    sanitize_results,
+)
 
 __all__ = [
     "ALLOWED_FILES",
     "BUNDLED_HUB_ID",
     "HubLoginRequiredError",
+    "HubPushError",
     "build_model_card",
+    "hub_private",
     "load_unlearned",
     "push_unlearned",
+    "require_token",
     "sanitize_results",
 ]

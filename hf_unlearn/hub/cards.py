@@ -10,13 +10,22 @@ the forget and retain sets and their sizes - never their content.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..models import BUNDLED_HUB_ID
 
-__all__ = ["BUNDLED_HUB_ID", "build_model_card", "card_for_push", "kind_section", "load_section", "replace_section"]
+__all__ = [
+    "BUNDLED_HUB_ID",
+    "base_license",
+    "build_model_card",
+    "card_for_push",
+    "framework_versions",
+    "kind_section",
+    "load_section",
+    "replace_section",
+]
 
 TEMPLATE = Path(__file__).parent / "model_cards" / "unlearned_model.md"
 
@@ -51,26 +60,88 @@ def metric_name(key: str) -> str:
     return METRIC_NAMES.get(key) or key.replace("_", " ").capitalize()
 
 
-def _eval_results(metrics: Mapping[str, Any], dataset: str, model_name: str) -> list:
+def is_reported_metric(name: str, value: Any) -> bool:
+    """Whether a metric belongs in ``model-index``: a finite number that measures the model (a chance level such as
+    ``wmdp_bio_chance`` is a property of the questions, not a result)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    return not name.endswith("_chance")
+
+
+def _eval_results(metrics: Mapping[str, Any], dataset: str, dataset_name: str | None = None) -> list:
     from huggingface_hub import EvalResult
 
-    out = []
-    for name, value in metrics.items():
-        if value is None or isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            continue
-        out.append(
-            EvalResult(
-                task_type="text-generation",
-                task_name="LLM unlearning",
-                dataset_type=dataset,
-                dataset_name=dataset,
-                metric_type=name,
-                metric_name=metric_name(name),
-                metric_value=float(value),
-                metric_config="hf_unlearn",
-            )
+    return [
+        EvalResult(
+            task_type="text-generation",
+            task_name="LLM unlearning",
+            dataset_type=dataset,
+            dataset_name=dataset_name or dataset,
+            metric_type=name,
+            metric_name=metric_name(name),
+            metric_value=float(value),
         )
-    return out
+        for name, value in metrics.items()
+        if is_reported_metric(name, value)
+    ]
+
+
+def framework_versions(*, is_adapter: bool, versions: Mapping[str, str] | None = None) -> list[str]:
+    """The card's "Framework versions" lines in PEFT's format (``- PEFT 0.21.2``, so PEFT does not add its own):
+    ``versions`` (shown name -> version) when given - e.g. the versions a benchmark recorded with its results - else
+    the installed hf_unlearn, PEFT (adapters), TRL, Transformers, PyTorch and Datasets."""
+    if versions is not None:
+        return [f"- {name} {value}" for name, value in versions.items()]
+    from importlib.metadata import PackageNotFoundError, version
+
+    names = [("hf_unlearn", "hf-unlearn"), *([("PEFT", "peft")] if is_adapter else []), ("TRL", "trl")]
+    names += [("Transformers", "transformers"), ("Pytorch", "torch"), ("Datasets", "datasets")]
+    lines = []
+    for shown, package in names:
+        try:
+            lines.append(f"- {shown} {version(package)}")
+        except PackageNotFoundError:
+            continue
+    return lines
+
+
+def base_license(name_or_path: str | None, lineage: Mapping[str, Any] | None = None) -> str | None:
+    """The base model's license where this machine knows it, without a network call: the bundled model's GGUF
+    metadata, a local folder's card, or a Hub model's card in the local Hub cache; for a local fine-tune, the license
+    of its lineage's Hub root. ``None`` when unknown (the card then names none)."""
+    from ..models import bundled_model_license, is_bundled_model
+    from .lineage import is_local_path
+
+    candidates = [name_or_path, (lineage or {}).get("base")]
+    for name in (str(c) for c in candidates if c and str(c) != "unknown"):
+        if is_bundled_model(name):
+            return bundled_model_license()
+        card = Path(name).expanduser() / "README.md" if is_local_path(name) else _cached_card(name)
+        if card is not None and card.is_file():
+            found = _card_license(card)
+            if found:
+                return found
+    return None
+
+
+def _cached_card(repo_id: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "README.md")
+    except Exception:  # an id the cache cannot hold (not owner/name): no cached card
+        return None
+    return Path(found) if isinstance(found, str) else None
+
+
+def _card_license(card: Path) -> str | None:
+    from huggingface_hub import ModelCard
+
+    try:
+        value = ModelCard.load(card).data.license
+    except Exception:  # a card without valid metadata names no license
+        return None
+    return str(value) if value else None
 
 
 def build_model_card(
@@ -86,6 +157,9 @@ def build_model_card(
     hyperparameters: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     eval_dataset: str = "fictitious-authors",
+    eval_dataset_name: str | None = None,
+    datasets: Sequence[str] | None = None,
+    versions: Mapping[str, str] | None = None,
     citation: str = "",
     plot: str | None = None,
     license: str | None = None,
@@ -100,6 +174,11 @@ def build_model_card(
     ``lineage`` (see :mod:`hf_unlearn.hub.lineage`) is shown as one line. When ``base_model`` is a local folder, the
     card's ``base_model`` metadata names the lineage's Hub root instead (a path is not a valid Hub reference), and
     the card says how to publish what the adapter needs; :func:`~hf_unlearn.hub.push_unlearned` rewrites it then.
+
+    ``datasets`` lists the Hub ids of the data the model was unlearned on (never a local file: it would name a path
+    and say nothing to a reader). ``license`` defaults to the base model's where known (:func:`base_license`).
+    ``eval_dataset`` is the ``model-index`` dataset type (a Hub id or a built-in name), ``eval_dataset_name`` its
+    readable name. ``versions`` (shown name -> version) replaces the installed framework versions on the card.
     """
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -114,14 +193,17 @@ def build_model_card(
         shown_base = base_model
     hyper = {k: v for k, v in (hyperparameters or {}).items() if isinstance(v, str | int | float | bool)}
     shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in (metrics or {}).items() if v is not None}
+    hub_base = None if local or base_model == "unknown" else base_model
     data = ModelCardData(
         model_name=model_name,
-        base_model=(root if local else base_model) or None,
+        base_model=(root if local else hub_base) or None,
         base_model_relation=("finetune" if local and root else None),
         library_name="peft" if is_adapter else "transformers",
-        license=license,
-        tags=["hf_unlearn", "unlearning", method.lower(), *(["lora"] if is_adapter else [])],
-        eval_results=_eval_results(metrics or {}, eval_dataset, model_name) or None,
+        pipeline_tag="text-generation",
+        license=license or base_license(base_model, lineage),
+        datasets=list(datasets) if datasets else None,
+        tags=card_tags(method, is_adapter=is_adapter, hub_base=hub_base),
+        eval_results=_eval_results(metrics or {}, eval_dataset, eval_dataset_name) or None,
         unlearning={
             "method": method,
             "forget_set": {"name": forget_name, "size": forget_size},
@@ -152,7 +234,16 @@ def build_model_card(
         plot=plot,
         robustness=_robustness_section(robustness),
         citation=citation or "-",
+        framework_versions="\n".join(framework_versions(is_adapter=is_adapter, versions=versions)),
     )
+
+
+def card_tags(method: str, *, is_adapter: bool, hub_base: str | None) -> list[str]:
+    """hf_unlearn's tags plus PEFT's for an adapter (``transformers``, ``lora``, ``base_model:adapter:<base>``)."""
+    tags = ["hf_unlearn", "unlearning", method.lower()]
+    if is_adapter:
+        tags += ["transformers", "lora", *([f"base_model:adapter:{hub_base}"] if hub_base else [])]
+    return tags
 
 
 def kind_section(*, is_adapter: bool, local_base: bool) -> str:
@@ -214,12 +305,18 @@ def card_for_push(text: str, repo_id: str, base_model: str | None, *, is_adapter
     data.base_model = base_model or None
     data.base_model_relation = "adapter" if is_adapter else ("finetune" if base_model else None)
     data.library_name = "peft" if is_adapter else "transformers"
-    tags = [t for t in (data.tags or []) if t != "lora"]
-    data.tags = [*tags, "lora"] if is_adapter else tags
+    data.pipeline_tag = data.pipeline_tag or "text-generation"
+    peft_tags = {"transformers", "lora"}
+    tags = [t for t in (data.tags or []) if t not in peft_tags and not t.startswith("base_model:adapter:")]
+    if is_adapter:
+        tags += ["transformers", "lora", *([f"base_model:adapter:{base_model}"] if base_model else [])]
+    data.tags = tags
     body = replace_section(card.text, "kind", kind_section(is_adapter=is_adapter, local_base=False))
     body = replace_section(
         body, "load", load_section(repo_id=repo_id, base_model=base_model or "", is_adapter=is_adapter)
     )
+    if not is_adapter:  # merged or full weights: PEFT is not needed to load them
+        body = "\n".join(line for line in body.split("\n") if not line.startswith("- PEFT "))
     return f"---\n{data.to_yaml()}\n---\n{body}"
 
 

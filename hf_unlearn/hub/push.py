@@ -1,4 +1,10 @@
-"""Publishing unlearned models and adapters, and loading them back."""
+"""Publishing unlearned models and adapters, and loading them back.
+
+Every entry point publishes through :func:`push_unlearned`: the recipe's ``--push_to_hub``, ``trainer.push_to_hub()``
+(and ``trainer.save_model()`` with ``push_to_hub=True``), ``hf-unlearn push``, ``O3Model.push_to_hub`` and task-vector
+outputs. It creates the repository private unless asked otherwise, uploads the allow-listed files only, and never
+modifies the local folder, so a failed push can simply be run again.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,11 @@ __all__ = [
     "ALLOWED_FILES",
     "O3_FILES",
     "HubLoginRequiredError",
+    "HubPushError",
+    "hub_private",
     "load_unlearned",
     "push_unlearned",
+    "require_token",
     "sanitize_results",
 ]
 
@@ -44,6 +53,31 @@ class HubLoginRequiredError(RuntimeError):
     """No Hugging Face token is available for a push."""
 
 
+class HubPushError(RuntimeError):
+    """A push failed after it started (network, permissions, quota). The local folder is complete and unchanged; the
+    message says what to run to retry."""
+
+
+def hub_private(hub_private_repo: bool | None) -> bool:
+    """The visibility of a repository hf_unlearn creates: private unless ``hub_private_repo`` is ``False`` exactly
+    (transformers' ``None`` means "the account's default", which is usually public)."""
+    return hub_private_repo is not False
+
+
+def require_token(token: str | None = None) -> str:
+    """``token`` or the logged-in one; otherwise :class:`HubLoginRequiredError` saying how to log in. No network call:
+    the trainers ask it at start-up so that a missing login fails before training, not after it."""
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubLoginRequiredError(
+            "No Hugging Face token found: run `hf auth login` (or set HF_TOKEN), or pass token=... / --token / "
+            "--hub_token."
+        )
+    return token
+
+
 def sanitize_results(result: Any) -> dict:
     """Aggregate metrics, details and metadata only: ``per_item`` (forget questions, generations) is dropped."""
     data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
@@ -61,6 +95,7 @@ def push_unlearned(
     api: Any = None,
     merge: bool = False,
     base_repo_id: str | None = None,
+    revision: str | None = None,
 ) -> Any:
     """Create ``repo_id`` (private unless ``private=False``) and upload the allowed files of ``folder``.
 
@@ -68,7 +103,8 @@ def push_unlearned(
     than the final weights) never do. A ``results.json`` is uploaded without its per-item data; the local file is
     left untouched (a later ``--reference-logs`` needs it). The card is rewritten for ``repo_id`` (its metadata and
     "How to load it"); the folder itself is never modified. Raises :class:`HubLoginRequiredError` (with how to log
-    in) when no token is configured.
+    in) when no token is configured, and :class:`HubPushError` (with the command that retries) when the Hub fails
+    midway; ``revision`` is the branch to commit to.
 
     An adapter trained on a *local* model (a fine-tune that is not on the Hub, like the demo's target) cannot be
     loaded from a repository that holds only the adapter, so one of these is required:
@@ -78,8 +114,6 @@ def push_unlearned(
     - ``base_repo_id``: the base folder is uploaded as a repository of its own (always private: it still holds
       everything the adapter removes), and the adapter's ``base_model_name_or_path`` and the card name it.
     """
-    from huggingface_hub import HfApi, get_token
-
     from .cards import card_for_push
     from .lineage import is_local_path, read_lineage
 
@@ -114,50 +148,71 @@ def push_unlearned(
             "of its own)."
         )
     base_dir = _local_base_dir(folder, base, lineage) if local_base else None  # fails before anything is uploaded
-    token = token or get_token()
-    if not token:
-        raise HubLoginRequiredError(
-            "No Hugging Face token found: run `hf auth login` (or set HF_TOKEN), or pass token=... / --token."
-        )
+    token = require_token(token)
+    from huggingface_hub import HfApi
+
     api = api or HfApi(token=token)
     from ..models import BUNDLED_HUB_ID, is_bundled_model
 
     hub_base = BUNDLED_HUB_ID if base and is_bundled_model(base) else base
     if base_repo_id:
-        _push_base(api, base_dir, base_repo_id, repo_id, read_lineage(base_dir), token)
         hub_base = base_repo_id
     elif merge or not is_adapter:  # full weights descend from the lineage's Hub root
         hub_base = lineage.get("base") or (None if local_base else hub_base)
-    api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+    retry = f"hf-unlearn push {folder} {repo_id}" + (" --public" if not private else "")
+    retry += " --merge" if merge else (f" --base-repo {base_repo_id}" if base_repo_id else "")
     with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_") as staging:
         stage = Path(staging)
-        files = _upload_files(folder)
-        if merge:
-            files = [p for p in files if not p.name.startswith("adapter_")]
-            _save_merged(folder, stage)
-        for path in files:
-            if path.name == "results.json":
-                data = _read_json(path)
-                (stage / path.name).write_text(json.dumps(sanitize_results(data), indent=1) + "\n")
-            elif path.name == "README.md":
-                card = card_for_push(path.read_text(), repo_id, hub_base, is_adapter=is_adapter and not merge)
-                (stage / path.name).write_text(card)
-            elif path.name == "adapter_config.json" and base_repo_id:
-                config = _read_json(path)
-                config["base_model_name_or_path"] = base_repo_id
-                (stage / path.name).write_text(json.dumps(config, indent=2) + "\n")
-            else:
-                rel = path.relative_to(folder)
-                (stage / rel).parent.mkdir(parents=True, exist_ok=True)
-                if not (stage / rel).exists():
-                    os.symlink(path.resolve(), stage / rel)  # no copy of the weights
-        return api.upload_folder(
-            repo_id=repo_id,
-            folder_path=staging,
-            allow_patterns=[*ALLOWED_FILES, *O3_FILES],
-            commit_message=commit_message,
-            token=token,
-        )
+        # Everything local first (merging, results, configs): a local problem fails before the Hub is touched.
+        _stage(folder, stage, is_adapter=is_adapter, merge=merge, base_repo_id=base_repo_id)
+        try:
+            if base_repo_id:
+                _push_base(api, base_dir, base_repo_id, repo_id, read_lineage(base_dir), token)
+            url = api.create_repo(repo_id, private=private, exist_ok=True, token=token)
+            repo_id = getattr(url, "repo_id", None) or repo_id  # a bare name resolves to the account's namespace
+            if (folder / "README.md").is_file():
+                card = card_for_push(
+                    (folder / "README.md").read_text(), repo_id, hub_base, is_adapter=is_adapter and not merge
+                )
+                (stage / "README.md").write_text(card)
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=staging,
+                allow_patterns=[*ALLOWED_FILES, *O3_FILES],
+                commit_message=commit_message,
+                token=token,
+                revision=revision,
+            )
+        except Exception as err:
+            raise HubPushError(
+                f"Pushing {folder} to {repo_id} failed ({type(err).__name__}: {err}). The local folder is complete "
+                f"and unchanged; retry with `{retry}`."
+            ) from err
+
+
+def _stage(folder: Path, stage: Path, *, is_adapter: bool, merge: bool, base_repo_id: str | None) -> None:
+    """What goes up, except the card (rewritten once the repository's full id is known): the allowed files (weights
+    as symlinks, no copy), results without per-item data, the merged weights, or the adapter config pointing at
+    ``base_repo_id``."""
+    files = _upload_files(folder)
+    if merge:
+        files = [p for p in files if not p.name.startswith("adapter_")]
+        _save_merged(folder, stage)
+    for path in files:
+        if path.name == "results.json":
+            data = _read_json(path)
+            (stage / path.name).write_text(json.dumps(sanitize_results(data), indent=1) + "\n")
+        elif path.name == "README.md":
+            continue
+        elif path.name == "adapter_config.json" and base_repo_id:
+            config = _read_json(path)
+            config["base_model_name_or_path"] = base_repo_id
+            (stage / path.name).write_text(json.dumps(config, indent=2) + "\n")
+        else:
+            rel = path.relative_to(folder)
+            (stage / rel).parent.mkdir(parents=True, exist_ok=True)
+            if not (stage / rel).exists():
+                os.symlink(path.resolve(), stage / rel)
 
 
 def _read_json(path: Path) -> dict:
@@ -258,72 +313,59 @@ def _upload_files(folder: Path) -> list[Path]:
     return sorted(set(files))
 
 
-def load_unlearned(repo_or_dir: str | os.PathLike[str], **kwargs: Any):
+def load_unlearned(repo_or_dir: str | os.PathLike[str], *, revision: str | None = None, **kwargs: Any):
     """Load what :func:`push_unlearned` published (or a local output folder) as ``(model, tokenizer)``.
 
     For an adapter, the base model is resolved from ``adapter_config.json`` (or the card's ``base_model``) and loaded
     with :func:`~hf_unlearn.load_model`; the bundled model's Hub id maps to the offline copy. A continual-unlearning
     folder (``o3_manifest.json``) loads as a routed :class:`~hf_unlearn.continual.O3Model`.
+
+    A Hub repository is read with one ``snapshot_download`` of the files a push uploads (cached like any Hub
+    download), so its file list answers what kind of repository it is. Authentication, network and "not found"
+    errors of the Hub surface as ``huggingface_hub`` raises them.
     """
-    o3_dir = _o3_folder(repo_or_dir)
-    if o3_dir is not None:
+    path = Path(repo_or_dir).expanduser()
+    on_hub = not path.is_dir()
+    if on_hub:
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(str(repo_or_dir), revision=revision, allow_patterns=[*ALLOWED_FILES, *O3_FILES]))
+    if (path / O3_FILES[0]).is_file():
         from ..continual import O3Model
 
-        o3 = O3Model.from_pretrained(o3_dir)
+        o3 = O3Model.from_pretrained(path)
         return o3, o3.tokenizer
-    return _load_plain(repo_or_dir, **kwargs)
+    model, tokenizer = _load_plain(path, **kwargs)
+    if on_hub and not (path / "adapter_config.json").is_file():  # full weights name their repository, as by id
+        model.config._name_or_path = model.name_or_path = str(repo_or_dir)
+    return model, tokenizer
 
 
-def _o3_folder(repo_or_dir: str | os.PathLike[str]) -> Path | None:
-    """The local folder of an O3Model (downloaded when ``repo_or_dir`` is a Hub repo holding one), else ``None``."""
-    from ..continual.model import MANIFEST
-
-    path = Path(repo_or_dir)
-    if path.is_dir():
-        return path if (path / MANIFEST).is_file() else None
-    from huggingface_hub import hf_hub_download, snapshot_download
-
-    try:
-        hf_hub_download(str(repo_or_dir), MANIFEST)
-    except Exception:
-        return None
-    return Path(snapshot_download(str(repo_or_dir), allow_patterns=[*ALLOWED_FILES, *O3_FILES]))
-
-
-def _load_plain(repo_or_dir: str | os.PathLike[str], **kwargs: Any):
+def _load_plain(folder: str | os.PathLike[str], **kwargs: Any):
+    """A local folder: full weights, or an adapter on the base it names."""
     from huggingface_hub import ModelCard
 
     from ..models import is_bundled_model, load_model, load_tokenizer
 
-    path = Path(repo_or_dir)
-    if path.is_dir():
-        adapter = path / "adapter_config.json"
-        card = path / "README.md"
-    else:  # a Hub repo: fetch the two small files that say what it is
-        from huggingface_hub import hf_hub_download
-
-        try:
-            adapter = Path(hf_hub_download(str(repo_or_dir), "adapter_config.json"))
-        except Exception:
-            adapter = None
-        card = None
-    if adapter is None or not adapter.is_file():
-        return load_model(str(repo_or_dir), **kwargs)
-    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-    if not base and card is not None and card.is_file():
+    path = Path(folder)
+    adapter, card = path / "adapter_config.json", path / "README.md"
+    if not adapter.is_file():
+        return load_model(str(path), **kwargs)
+    base = _read_json(adapter).get("base_model_name_or_path")
+    if not base and card.is_file():
         base = ModelCard.load(card).data.base_model
     if not base:
-        raise ValueError(f"Cannot tell the base model of {repo_or_dir}: no base_model_name_or_path and no card.")
+        raise ValueError(f"Cannot tell the base model of {folder}: no base_model_name_or_path and no card.")
     from .lineage import is_local_path, read_lineage
 
     if is_local_path(base):  # found where the adapter names it or in this machine's cache, else says how to get it
-        base = str(_local_base_dir(repo_or_dir, base, read_lineage(path) if path.is_dir() else {}))
+        base = str(_local_base_dir(folder, base, read_lineage(path)))
     if is_bundled_model(base):
         base = "bundled"  # the offline copy of the same weights
     from peft import PeftModel
 
     model, tokenizer = load_model(base, **kwargs)
-    model = PeftModel.from_pretrained(model, str(repo_or_dir))
-    if path.is_dir() and (path / "tokenizer.json").is_file():
+    model = PeftModel.from_pretrained(model, str(path))
+    if (path / "tokenizer.json").is_file():
         tokenizer = load_tokenizer(path)
     return model, tokenizer

@@ -273,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--search_trials runs every trial from the starting weights; it cannot resume a checkpoint. Drop "
             "--resume_from_checkpoint, or drop --search_trials to resume the single run."
         )
+    if (
+        training_args.push_to_hub
+    ):  # a missing login or an adapter that cannot be published fails now, not after training
+        _check_publishable(training_args, model_args)
     resume = _prepare_output_dir(training_args.output_dir, script_args.overwrite, training_args.resume_from_checkpoint)
 
     benchmark = {
@@ -367,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "used.",
         ) from None
     staging = os.path.join(training_args.output_dir, _FINAL_STAGING)
-    trainer.save_model(staging)
+    trainer.save_model(staging, _internal_call=True)  # the push, if asked, comes after evaluation and the card
     _settle_collectives()
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(staging)
@@ -404,14 +408,59 @@ def main(argv: Sequence[str] | None = None) -> None:
             progress=True,
         )
         robustness.save(os.path.join(training_args.output_dir, "robustness.json"))
-    card = {"metrics": metrics, "forget_name": script_args.dataset, "robustness": robustness}
+    from hf_unlearn.sources import hub_dataset_ids
+
+    card = {
+        "metrics": metrics,
+        "forget_name": script_args.dataset,
+        "robustness": robustness,
+        "datasets": hub_dataset_ids(script_args.dataset),
+    }
     trainer.create_model_card(**card)
-    if training_args.push_to_hub:
-        trainer.push_to_hub(**card)
+    if training_args.push_to_hub and trainer.is_world_process_zero():
+        _push(trainer, training_args)
     state = trainer.state
     rank = int(os.environ.get("RANK", "0"))
     print(f"[hf_unlearn] rank {rank}/{training_args.world_size} finished {state.global_step} steps", flush=True)
     _close_process_group()
+
+
+def _check_publishable(training_args, model_args) -> None:
+    """Before training: a token exists, and an adapter's base can be named on the Hub."""
+    from hf_unlearn.hub.lineage import is_local_path
+    from hf_unlearn.hub.push import require_token
+
+    require_token(training_args.hub_token)
+    base = model_args.model_name_or_path or "bundled"
+    if model_args.use_peft and is_local_path(base):
+        raise ValueError(
+            f"--push_to_hub with an adapter (--use_peft) on a local folder ({base}): a repository holding only the "
+            "adapter could not be loaded anywhere else. Train without --push_to_hub, then publish the output with "
+            "`hf-unlearn push OUTPUT_DIR REPO --merge` (merged full weights) or `--base-repo REPO` (the base as a "
+            "private repository of its own); or train on a Hub model id."
+        )
+
+
+def _push(trainer, training_args) -> None:
+    """Publish the finished output folder once (private unless ``--hub_private_repo false``); a failure leaves the
+    folder as it is and says what to run to retry (:class:`hf_unlearn.hub.HubPushError`)."""
+    from hf_unlearn.hub.push import ALLOWED_FILES, hub_private, push_unlearned
+
+    private = hub_private(training_args.hub_private_repo)
+    push_unlearned(
+        training_args.output_dir,
+        trainer.hub_model_id,
+        private=private,
+        token=training_args.hub_token,
+        revision=training_args.hub_revision,
+        commit_message="Upload unlearned model (hf_unlearn)",
+    )
+    print(
+        f"[hf_unlearn] pushed {training_args.output_dir} to {trainer.hub_model_id} "
+        f"({'private' if private else 'public'}): {', '.join(ALLOWED_FILES)} where present; results without "
+        "per-item data; no checkpoints, training state or forget-set text.",
+        flush=True,
+    )
 
 
 def _sharded(trainer) -> bool:

@@ -124,6 +124,14 @@ class UnlearnConfigMixin:
             format `<think>\n{cot}\n</think>\n\n{answer}`. `"both"` trains the forget objective on trace and answer,
             `"answer"` on the answer only (the trace stays in the input as context), `"cot"` on the trace only;
             retain rows are always trained on both. `None` (default) keeps the plain question/answer format.
+
+        > Parameters that control publishing
+
+        hub_strategy (`str`, *optional*, defaults to `"end"`):
+            The only accepted value: with `push_to_hub=True` the final model is pushed once, after training, to a
+            repository created private (public only with `hub_private_repo=False`); checkpoints are never uploaded.
+            transformers' other strategies would publish intermediate weights and training state, so they are
+            refused.
     """
 
     forget_coeff: float = field(default=1.0, metadata={"help": "Weight of the forget term."})
@@ -167,6 +175,11 @@ class UnlearnConfigMixin:
     save_strategy: str = field(
         default="no", metadata={"help": "Checkpointing: 'no' (default), 'steps' or 'epoch' (resumable runs)."}
     )
+    # Publishing: one push at the end, private unless hub_private_repo=False (see hf_unlearn.hub.push_unlearned).
+    hub_strategy: str = field(
+        default="end",
+        metadata={"help": "Only 'end': the model is pushed once, after training; checkpoints stay local."},
+    )
 
     def __post_init__(self) -> None:
         if self.bf16 is None and not getattr(self, "fp16", False):
@@ -193,6 +206,14 @@ class UnlearnConfigMixin:
             raise ValueError(f"retain_per_forget must be >= 1, got {self.retain_per_forget}.")
         if self.forget_coeff < 0 or self.retain_coeff < 0:
             raise ValueError("forget_coeff and retain_coeff must be >= 0.")
+        strategy = getattr(self.hub_strategy, "value", self.hub_strategy)
+        if strategy != "end":
+            raise ValueError(
+                f"hub_strategy={strategy!r} uploads checkpoints while training: intermediate weights that are less "
+                "unlearned than the final model (and, with 'checkpoint' or 'all_checkpoints', the optimizer and RNG "
+                "state). hf_unlearn pushes once, at the end, to a private repository, with the model files, card and "
+                "aggregate results only: leave hub_strategy unset (it is 'end'); checkpoints (save_steps) stay local."
+            )
 
     @property
     def uses_retain(self) -> bool:
@@ -877,13 +898,18 @@ class UnlearnTrainerMixin:
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """``Trainer.save_model`` plus ``hf_unlearn_lineage.json``: the Hub root and every step since, so that the
-        result can name its real base and be published or loaded elsewhere (see :mod:`hf_unlearn.hub.lineage`)."""
+        result can name its real base and be published or loaded elsewhere (see :mod:`hf_unlearn.hub.lineage`).
+
+        As in transformers, a call from user code with ``push_to_hub=True`` also publishes the saved folder, but
+        through hf_unlearn's one publishing path (:meth:`push_to_hub`), after the lineage is written."""
         from ..hub.lineage import write_lineage
 
-        super().save_model(output_dir, _internal_call=_internal_call)
+        super().save_model(output_dir, _internal_call=True)  # transformers' own push is replaced by the one below
         output_dir = output_dir or self.args.output_dir
         if self.args.should_save and os.path.isdir(output_dir):
             write_lineage(output_dir, self._lineage())
+        if self.args.push_to_hub and not _internal_call:
+            self._publish(output_dir, commit_message="Model save")
 
     # Card settings: the training schedule, plus every objective parameter the method's config declares.
     _CARD_TRAINING_KEYS = (
@@ -902,6 +928,7 @@ class UnlearnTrainerMixin:
             "activation_checkpointing",
             "bf16",
             "save_strategy",
+            "hub_strategy",
             "train_sampling_strategy",
             "weight_decay",
             "warmup_steps",
@@ -950,8 +977,11 @@ class UnlearnTrainerMixin:
 
         Keeps TRL's signature (TRL calls it at every checkpoint; ``push_to_hub`` calls it too). Extra keywords:
         ``metrics`` (aggregate evaluation results), ``plot`` (an image file name in the output folder),
-        ``forget_name``/``retain_name`` (dataset names shown on the card; their content never is), ``robustness`` (a
-        robustness result or its path: the card's "Robustness" section).
+        ``forget_name``/``retain_name`` (dataset names shown on the card; their content never is), ``datasets`` (the
+        Hub ids of the data, for the card's ``datasets:``; never local files), ``eval_dataset`` (the evaluation
+        data's name in ``model-index``), ``license`` (default: the base model's where known), ``robustness`` (a
+        robustness result or its path: the card's "Robustness" section), ``output_dir`` (default
+        ``args.output_dir``).
         """
         from ..hub.cards import build_model_card
 
@@ -959,6 +989,7 @@ class UnlearnTrainerMixin:
             return
         a = self.args
         hyper = self._card_hyperparameters()
+        optional = {k: kwargs[k] for k in ("eval_dataset", "license") if kwargs.get(k)}
         card = build_model_card(
             repo_id=a.hub_model_id or model_name or os.path.basename(os.path.normpath(a.output_dir)),
             base_model=self._base_model_id(),
@@ -972,27 +1003,68 @@ class UnlearnTrainerMixin:
             metrics=kwargs.get("metrics"),
             plot=kwargs.get("plot"),
             robustness=kwargs.get("robustness"),
+            datasets=kwargs.get("datasets"),
             citation=(self._paper or {}).get("citation", ""),
             lineage=self._lineage(),
+            **optional,
         )
-        card.save(os.path.join(a.output_dir, "README.md"))
+        card.save(os.path.join(kwargs.get("output_dir") or a.output_dir, "README.md"))
+
+    # transformers' Hub hooks, taken over: no Hub call at start-up (transformers creates the repository there, with the
+    # account's default visibility) and none during training (it uploads every checkpoint, optimizer state included).
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """Name the repository and check that a token exists, without calling the Hub: the repository is created,
+        private unless ``hub_private_repo=False``, by the push at the end. A missing login fails here, before
+        training, rather than after it."""
+        from ..hub.push import require_token
+
+        self.push_in_progress = None
+        if not self.is_world_process_zero():
+            return
+        require_token(token or self.args.hub_token)
+        self.hub_model_id = self.args.hub_model_id or os.path.basename(os.path.abspath(self.args.output_dir))
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """Checkpoints stay local: they are less unlearned than the final model and hold the training state."""
 
     def push_to_hub(
         self, commit_message="End of training", blocking=True, token=None, revision=None, private=None, **kwargs
     ):
-        """Save, write the card, and upload model/adapter files only - private unless asked otherwise.
+        """Save, write the card, and publish with :func:`hf_unlearn.hub.push_unlearned`: a repository created private
+        (unless ``private=False`` or ``hub_private_repo=False``), model/adapter files, card, plot and aggregate
+        results only.
 
         Unlike ``Trainer.push_to_hub`` (which uploads the whole output folder, ``training_args.bin`` included), only
-        :data:`hf_unlearn.hub.ALLOWED_FILES` go up, and a ``results.json`` loses its per-item data first.
+        :data:`hf_unlearn.hub.ALLOWED_FILES` go up, and a ``results.json`` loses its per-item data first. The upload
+        always blocks (``blocking`` is accepted for compatibility). ``kwargs`` go to :meth:`create_model_card`.
         """
-        from ..hub.push import push_unlearned
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        self.save_model(self.args.output_dir, _internal_call=True)  # every rank: a sharded model gathers to save
+        return self._publish(
+            self.args.output_dir,
+            commit_message=commit_message,
+            token=token,
+            revision=revision,
+            private=private,
+            **kwargs,
+        )
 
+    def _publish(self, folder: str, *, commit_message: str, token=None, revision=None, private=None, **card):
+        """Write the card into ``folder`` and push it (main process only)."""
+        from ..hub.push import hub_private, push_unlearned
+
+        if not self.is_world_process_zero():
+            return None
         a = self.args
-        repo_id = a.hub_model_id or os.path.basename(os.path.normpath(a.output_dir))
-        if private is None:
-            private = True if a.hub_private_repo is None else bool(a.hub_private_repo)
-        self.save_model(a.output_dir)
-        self.create_model_card(model_name=repo_id, **kwargs)
+        if getattr(self, "hub_model_id", None) is None:
+            self.init_hf_repo(token=token)
+        self.create_model_card(model_name=self.hub_model_id, output_dir=folder, **card)
         return push_unlearned(
-            a.output_dir, repo_id, private=private, token=token or a.hub_token, commit_message=commit_message
+            folder,
+            self.hub_model_id,
+            private=hub_private(a.hub_private_repo if private is None else private),
+            token=token or a.hub_token,
+            commit_message=commit_message,
+            revision=revision or a.hub_revision,
         )
