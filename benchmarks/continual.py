@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/continual.py                  # -> results/continual.json + continual.png
     .venv/bin/python benchmarks/continual.py --systems o3     # one system (the others are read from the JSON)
     .venv/bin/python benchmarks/continual.py --routing        # routing cost only -> results/continual_routing.json
+    .venv/bin/python benchmarks/continual.py --detectors      # detector kinds -> results/continual_detectors.json
 
 Set-up: the quality benchmark's target (``quality.BENCH``: 40 authors, 4 forget authors), one request per forget author
 (K = 4, 10 QA each, disjoint), every system trained with the quality benchmark's output-level settings (LoRA r 32 on
@@ -19,6 +20,18 @@ the paraphrased questions), on 40 retain QA, the holdout authors and general kno
 through its routing (each row weighted by its own prompt); O3 also reports each detector's AUROC between its request's
 questions (original and paraphrased) and retain plus general-knowledge questions, and the cost of routed generation
 of 16 queries against the adapter always on.
+
+``--detectors`` compares the two detector kinds without training (a detector reads the base model only): the
+per-example feature bank (``store_features=True``) and the statistics-only detector, on the same requests. For each:
+AUROC of the request's questions against retain, holdout and general-knowledge questions, fitted as
+``O3Model.unlearn`` fits (original and paraphrased wording) and fitted on the original wording only (the paraphrases
+then unseen); at 1% and 5% generic pass rates (calibrated on half of the general-knowledge questions), the share of
+each kind of query routed (weight > 0), routed fully (weight 1) and its mean weight, with the four detectors
+together (the other half of general knowledge measuring the real pass rate; paraphrases also with detectors fitted on
+the original wording only, as real queries are unseen wordings); a retrieval attack on the published detector files:
+the request's questions hidden among 20 times as many same-template questions about other authors, ranked by the
+detector (and, with a bank, by the largest cosine to it), top-1 and top-10 precision; and exact-wording membership:
+the AUROC between the fitted questions and their paraphrases.
 """
 
 from __future__ import annotations
@@ -189,6 +202,170 @@ def routing_child(steps: int = 2) -> dict:
     return {**info, **_routing_cost(o3, tok, bench)}
 
 
+DETECTOR_KINDS = {"feature_bank": True, "statistics_only": False}
+DECOYS_PER_QUESTION = 20
+PASS_RATES = (0.01, 0.05)
+
+
+def decoy_questions(bench, rows, per_question: int = DECOYS_PER_QUESTION, seed: int = 0) -> list[str]:
+    """``per_question`` questions of the same fact type about authors outside ``bench`` for each of ``rows``: what an
+    attacker would test against published detector files (the same templates, other people)."""
+    import random
+
+    import hf_unlearn as hu
+
+    known = {r["author"] for split in ("forget", "retain", "holdout") for r in bench[split]}
+    other = hu.build_fictitious_authors(num_authors=400, seed=seed + 4321)
+    pool: dict[str, list[str]] = {}
+    for split in ("forget", "retain", "holdout"):
+        for r in other[split]:
+            if r["author"] not in known:
+                pool.setdefault(r["fact_type"], []).append(r["question"])
+    rng = random.Random(seed)
+    return [q for r in rows for q in rng.sample(pool[r["fact_type"]], per_question)]
+
+
+def _precision_at(scores: list[float], is_target: list[bool], k: int) -> float:
+    top = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
+    return sum(is_target[i] for i in top) / k
+
+
+def detectors_child() -> dict:
+    """See ``--detectors`` in the module docstring: the quality benchmark's target and requests."""
+    import hf_unlearn as hu
+    from hf_unlearn.references import prepare_references
+
+    bench = hu.build_fictitious_authors(**Q.BENCH)
+    model, tok = hu.load_model(str(prepare_references(bench, evaluate=False).target_dir))
+    return compare_detectors(model, tok, bench)
+
+
+def compare_detectors(model, tok, bench) -> dict:
+    """The two detector kinds on ``bench``'s requests, read from ``model`` (see ``--detectors``)."""
+    import torch
+
+    from hf_unlearn.continual import O3Model, RequestDetector
+    from hf_unlearn.evaluation import auc
+
+    t0 = time.perf_counter()
+    o3 = O3Model.from_base(model, tok)  # a fresh adapter (B = 0): features are the target model's
+    o3.eval()
+    requests = requests_of(bench)
+
+    def feats(questions: list[str]):
+        return o3.features(o3._question_prompts([{"question": q} for q in questions]))
+
+    general = [r["question"] for r in bench["general_knowledge"]]
+    calibration, general_test = feats(general[::2]), feats(general[1::2])
+    retain = feats([r["question"] for r in bench["retain"][:: max(1, len(bench["retain"]) // RETAIN_EVAL)]])
+    holdout = feats([r["question"] for r in bench["holdout"]])
+    original = [feats([r["question"] for r in rows]) for rows in requests]
+    paraphrased = [feats([r["paraphrased_question"] for r in rows]) for rows in requests]
+    decoys = [feats(decoy_questions(bench, rows, seed=t)) for t, rows in enumerate(requests)]
+    others = {"retain": retain, "holdout": holdout, "general": general_test}
+    out: dict[str, Any] = {"requests": len(requests), "questions_per_request": len(requests[0]), "kinds": {}}
+    for kind, bank in DETECTOR_KINDS.items():
+        row: dict[str, Any] = {}
+        for fit_on in ("both_wordings", "original_only"):
+            aurocs = {f"{w}_vs_{o}": [] for w in ("original", "paraphrased") for o in others}
+            for t in range(len(requests)):
+                fit = torch.cat([original[t], paraphrased[t]], 1) if fit_on == "both_wordings" else original[t]
+                det = RequestDetector.fit(fit, store_features=bank)
+                for wording, f in (("original", original[t]), ("paraphrased", paraphrased[t])):
+                    own = det.score(f).tolist()
+                    for name, g in others.items():
+                        aurocs[f"{wording}_vs_{name}"].append(auc(det.score(g).tolist(), own))
+            row[f"auroc_fit_{fit_on}"] = {k: {"min": min(v), "mean": sum(v) / len(v)} for k, v in aurocs.items()}
+        for rate in PASS_RATES:  # the four detectors together, as O3Model routes (fitted as O3Model.unlearn fits)
+            dets = [
+                RequestDetector.fit(torch.cat([o, p], 1), store_features=bank).calibrate(
+                    calibration, false_positive_rate=rate
+                )
+                for o, p in zip(original, paraphrased, strict=True)
+            ]
+
+            def weights(f, dets=dets):
+                return torch.stack([d.weight(f) for d in dets]).max(0).values
+
+            routed = {
+                "forget_original": torch.cat([weights(f) for f in original]),
+                "forget_paraphrased": torch.cat([weights(f) for f in paraphrased]),
+                **{name: weights(f) for name, f in others.items()},
+            }
+            # Fitted on the original wording only: the weights real queries (unseen wordings) get.
+            unseen = [
+                RequestDetector.fit(o, store_features=bank).calibrate(calibration, false_positive_rate=rate)
+                for o in original
+            ]
+            routed["forget_unseen_paraphrase"] = torch.cat(
+                [torch.stack([d.weight(p) for d in unseen]).max(0).values for p in paraphrased]
+            )
+            row[f"pass_rate_{rate:g}"] = {
+                name: {
+                    "routed": float((w > 0).float().mean()),
+                    "full": float((w >= 1).float().mean()),
+                    "mean_weight": float(w.mean()),
+                }
+                for name, w in routed.items()
+            }
+        attack: dict[str, Any] = {}
+        for wording, targets in (("original", original), ("paraphrased", paraphrased)):
+            rankings = {"detector_score": []} | ({"max_cosine": []} if bank else {})
+            for t in range(len(requests)):
+                det = RequestDetector.fit(torch.cat([original[t], paraphrased[t]], 1), store_features=bank)
+                pool = torch.cat([targets[t], decoys[t]], 1)
+                is_target = [True] * targets[t].shape[1] + [False] * decoys[t].shape[1]
+                scores = {"detector_score": det.score(pool).tolist()}
+                if bank:
+                    unit = torch.nn.functional.normalize(pool.float(), dim=-1)
+                    cos = (unit @ det.tensors["bank"].transpose(1, 2)).max(-1).values.mean(0)
+                    scores["max_cosine"] = cos.tolist()
+                for name, s in scores.items():
+                    rankings[name].append({f"top_{k}": _precision_at(s, is_target, k) for k in (1, 10)})
+            attack[wording] = {
+                name: {k: sum(r[k] for r in rs) / len(rs) for k in ("top_1", "top_10")} for name, rs in rankings.items()
+            }
+        row["retrieval_attack"] = attack
+        # Exact wording: were these very strings in the request? Fitted on the original wording, the originals against
+        # their paraphrases (same author, same facts, other words).
+        membership = []
+        for t in range(len(requests)):
+            det = RequestDetector.fit(original[t], store_features=bank)
+            membership.append(auc(det.score(paraphrased[t]).tolist(), det.score(original[t]).tolist()))
+        row["exact_wording_auroc"] = {"min": min(membership), "mean": sum(membership) / len(membership)}
+        out["kinds"][kind] = row
+    n_target = original[0].shape[1]
+    out["retrieval_chance"] = n_target / (n_target + decoys[0].shape[1])
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def detectors_table(data: dict) -> str:
+    """The README's comparison of the two detector kinds."""
+    lines = [
+        "| detector | AUROC, fitted as O3 fits (min over requests and comparisons) | "
+        "AUROC on unseen paraphrases (min) | "
+        "mean weight at 1%: fitted questions; unseen paraphrases; retain; holdout | general pass rate at 1% / 5% | "
+        "retrieval attack top-1 / top-10 (original wording; paraphrased) | exact-wording membership AUROC (mean) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for kind, r in data["kinds"].items():
+        fit_both = min(v["min"] for v in r["auroc_fit_both_wordings"].values())
+        unseen = min(v["min"] for k, v in r["auroc_fit_original_only"].items() if k.startswith("paraphrased"))
+        p1, p5 = r["pass_rate_0.01"], r["pass_rate_0.05"]
+        routed = "; ".join(
+            f"{p1[k]['mean_weight']:.2f}" for k in ("forget_original", "forget_unseen_paraphrase", "retain", "holdout")
+        )
+        best = {w: max(a.values(), key=lambda x: x["top_10"]) for w, a in r["retrieval_attack"].items()}
+        attack = "; ".join(f"{best[w]['top_1']:.2f} / {best[w]['top_10']:.2f}" for w in ("original", "paraphrased"))
+        lines.append(
+            f"| {kind.replace('_', ' ')} | {fit_both:.3f} | {unseen:.3f} | {routed} | "
+            f"{p1['general']['routed']:.3f} / {p5['general']['routed']:.3f} | {attack} | "
+            f"{r['exact_wording_auroc']['mean']:.3f} |"
+        )
+    return "\n".join(lines) + f"\n\nRetrieval by chance: {data['retrieval_chance']:.3f}."
+
+
 def run(system: str, target_dir: str, bench, requests, lora: dict | None = None, train: dict | None = None) -> dict:
     """Train ``system`` request after request from ``target_dir``; the evaluation after each request."""
     import tempfile
@@ -279,7 +456,7 @@ def table(rows: list[dict]) -> str:
     lines = [
         "| system | after request | forget prob, worst / mean | paraphrased, mean | retain prob | holdout prob | "
         "general knowledge | detector AUROC, min |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def line(name: str, k: str, s: dict) -> str:
@@ -303,9 +480,18 @@ def main() -> None:
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--systems", nargs="*", default=list(SYSTEMS))
     p.add_argument("--routing", action="store_true", help="only the routing cost -> results/continual_routing.json")
+    p.add_argument("--detectors", action="store_true", help="detector kinds -> results/continual_detectors.json")
     a = p.parse_args()
     if a.child:
-        print("RESULT " + json.dumps(routing_child() if a.child == "routing" else child(a.child)), flush=True)
+        children = {"routing": routing_child, "detectors": detectors_child}
+        print("RESULT " + json.dumps(children[a.child]() if a.child in children else child(a.child)), flush=True)
+        return
+    if a.detectors:
+        from _machine import machine_info
+
+        row = {**Q.run_child(__file__, "detectors"), "machine": machine_info()}
+        (RESULTS / "continual_detectors.json").write_text(json.dumps(row, indent=1) + "\n")
+        print(detectors_table(row))
         return
     if a.routing:
         from _machine import machine_info

@@ -185,6 +185,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
         token=args.token,
         merge=args.merge,
         base_repo_id=args.base_repo,
+        allow_forget_features=args.allow_forget_features,
     )
     print(f"Pushed {args.directory} to {args.repo_id} ({'public' if args.public else 'private'}): {info}")
     if args.base_repo:
@@ -339,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="an adapter on a local base: also upload that base to this (private) repository and point the adapter "
         "at it",
+    )
+    push.add_argument(
+        "--allow-forget-features",
+        action="store_true",
+        help="an O3 model: also publish detectors that store per-example features of the forget questions (refused "
+        "by default: they can reveal which questions were forgotten)",
     )
     push.set_defaults(func=_cmd_push)
 

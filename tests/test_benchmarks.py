@@ -106,6 +106,30 @@ def test_continual_benchmark_runs_every_system_on_a_tiny_target(chat_tokenizer, 
     assert table[3].startswith("| o3 | 1 |") and table[-1].startswith("| npo_sequential | 2 |")
 
 
+def test_continual_detector_comparison_on_a_tiny_target(chat_tokenizer, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from benchmarks import continual
+
+    bench = build_fictitious_authors(num_authors=12, qa_per_author=3, forget_fraction=0.25, seed=4)
+    out = continual.compare_detectors(AutoModelForCausalLM.from_pretrained(tiny_model_dir), chat_tokenizer, bench)
+    assert set(out["kinds"]) == {"feature_bank", "statistics_only"} and out["requests"] == 3
+    for kind, row in out["kinds"].items():
+        for fit in ("both_wordings", "original_only"):
+            assert all(0 <= v["min"] <= v["mean"] <= 1 for v in row[f"auroc_fit_{fit}"].values())
+        for rate in continual.PASS_RATES:
+            shares = row[f"pass_rate_{rate:g}"]
+            assert set(shares) >= {"forget_original", "forget_unseen_paraphrase", "retain", "holdout", "general"}
+            assert all(0 <= v["full"] <= v["routed"] <= 1 and 0 <= v["mean_weight"] <= 1 for v in shares.values())
+        attacks = row["retrieval_attack"]["original"]
+        assert ("max_cosine" in attacks) == (kind == "feature_bank")
+        assert all(a["top_1"] in (0.0, 1.0) and 0 <= a["top_10"] <= 1 for a in attacks.values())
+        assert 0 <= row["exact_wording_auroc"]["mean"] <= 1
+    assert out["retrieval_chance"] == pytest.approx(1 / (1 + continual.DECOYS_PER_QUESTION))
+    table = continual.detectors_table(out).splitlines()
+    assert table[2].startswith("| feature bank |") and table[3].startswith("| statistics only |")
+
+
 @pytest.mark.parametrize("name", ["grad_ascent_cot", "idk_sft_direct", "reasoned_idk_dpo", "npo_both"])
 def test_reasoning_benchmark_trains_its_rows_and_renders_the_table(name, chat_tokenizer, tmp_path, monkeypatch):
     from benchmarks import reasoning

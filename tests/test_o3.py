@@ -193,7 +193,7 @@ def test_save_load_round_trip_and_bad_folders(chat_tokenizer, bench, tiny_model_
     for row in rows:
         assert not any(row["question"] in t or row["answer"] in t for t in texts)  # names, sizes and dates only
     manifest = json.loads((out / "o3_manifest.json").read_text())
-    assert manifest["requests"][0]["detector"] == "per-example features" and manifest["requests"][0]["rows"] == len(
+    assert manifest["requests"][0]["detector"] == "statistics only" and manifest["requests"][0]["rows"] == len(
         rows
     )
     (out / "o3" / "detector_000.safetensors").unlink()
@@ -204,49 +204,89 @@ def test_save_load_round_trip_and_bad_folders(chat_tokenizer, bench, tiny_model_
 
 
 def test_push_publishes_adapter_detectors_manifest_and_card_and_loads_routed(
-    chat_tokenizer, bench, tiny_model_dir, tmp_path
+    chat_tokenizer, bench, tiny_model_dir, tmp_path, monkeypatch
 ):
     from huggingface_hub import ModelCard
+    from safetensors import safe_open
 
+    import hf_unlearn.models
     from hf_unlearn import load_unlearned
     from hf_unlearn.hub import push_unlearned
 
-    from .test_hub import FakeHub
+    from .hub_fake import RecordingHub
 
-    o3 = O3Model.from_base(AutoModelForCausalLM.from_pretrained(tiny_model_dir), chat_tokenizer)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    base.name_or_path = base.config._name_or_path = "someone/tiny-base"  # as if loaded from the Hub
+    o3 = O3Model.from_base(base, chat_tokenizer)
     authors = sorted({r["author"] for r in bench["forget"]})
     requests = [[r for r in bench["forget"] if r["author"] == a] for a in authors[:2]]
-    for i, rows in enumerate(requests):
-        o3.unlearn(
-            rows,
-            name=f"request-{i + 1}",
-            args=_args(tmp_path / str(i)),
-            generic=bench["general_knowledge"][:40],
-            store_features=i == 0,
+    o3.unlearn(requests[0], name="request-1", args=_args(tmp_path / "0"), generic=bench["general_knowledge"][:40])
+    assert "bank" not in o3.detectors[0].tensors  # statistics only by default
+    hub = RecordingHub(tmp_path / "remote")
+
+    # 1. Statistics-only detectors go up as they are, and load back from the Hub routing as before.
+    with hub.installed():
+        o3.push_to_hub("me/o3-stats")
+        assert hub.calls[0][1]["private"] is True
+        uploaded = set(hub.uploaded("me/o3-stats"))
+        assert {"o3_manifest.json", "o3/detector_000.safetensors", "o3/detector_000.json"} <= uploaded
+        assert {"o3/lora_A_000.safetensors", "adapter_model.safetensors", "README.md"} <= uploaded
+        with safe_open(str(hub.remote("me/o3-stats") / "o3" / "detector_000.safetensors"), framework="pt") as fh:
+            assert "bank" not in fh.keys()  # noqa: SIM118
+        card = ModelCard.load(hub.remote("me/o3-stats") / "README.md")
+        assert "What this model reveals about the forgotten topics" in card.text
+        assert "No detector here stores per-question features" in card.text
+        # The base is "someone/tiny-base" on the Hub: resolved to the local copy as a Hub cache would.
+        resolve = hf_unlearn.models.resolve_model_path
+        monkeypatch.setattr(
+            hf_unlearn.models,
+            "resolve_model_path",
+            lambda name: str(tiny_model_dir) if str(name) == "someone/tiny-base" else resolve(name),
         )
+        hub.calls.clear()
+        loaded, tok = load_unlearned("me/o3-stats")
+        assert hub.names() == ["snapshot_download"]
+    assert isinstance(loaded, O3Model) and tok.chat_template == chat_tokenizer.chat_template
+    ids = torch.randint(3, 300, (3, 8), generator=torch.Generator().manual_seed(6))
+    prompts = o3._question_prompts(requests[0][:2])
+    from hf_unlearn.data.collators import pad_sequences
+
+    q_ids, q_mask = pad_sequences(prompts, chat_tokenizer.pad_token_id)
+    torch.testing.assert_close(loaded.routing_weights(ids), o3.routing_weights(ids))
+    torch.testing.assert_close(loaded.routing_weights(q_ids, q_mask), o3.routing_weights(q_ids, q_mask))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(ids).logits, o3.eval()(ids).logits)
+
+    # 2. A detector that stores per-question features is refused unless asked for in so many words.
+    o3.unlearn(
+        requests[1],
+        name="request-2",
+        args=_args(tmp_path / "1"),
+        generic=bench["general_knowledge"][:40],
+        store_features=True,
+    )
     out = o3.save_pretrained(tmp_path / "saved", repo_id="me/o3")
     with pytest.raises(ValueError, match="cannot be merged"):
         push_unlearned(out, "me/o3", token="x", merge=True)
-    (tmp_path / "remote").mkdir()
-    fake = FakeHub(tmp_path / "remote")
-    push_unlearned(out, "me/o3", token="x", api=fake, base_repo_id="me/o3-base")  # the tiny base is a local folder
-    uploaded = fake.calls[-1][2]
-    assert {
-        "o3_manifest.json",
-        "o3/detector_000.safetensors",
-        "o3/detector_001.json",
-        "o3/lora_A_001.safetensors",
-    } <= set(uploaded)
-    assert {"adapter_model.safetensors", "adapter_config.json", "README.md"} <= set(uploaded)
-    card = ModelCard.load(tmp_path / "remote" / "README.md")
+    hub.calls.clear()
+    with hub.installed():
+        with pytest.raises(ValueError, match=r"request-2 store per-example features.*allow_forget_features=True"):
+            push_unlearned(out, "me/o3")
+        assert hub.calls == []  # refused before the Hub was touched
+        from hf_unlearn.cli import main as cli
+
+        assert cli(["push", str(out), "me/o3"]) == 2 and hub.calls == []  # the CLI refuses too (its message: above)
+        assert cli(["push", str(out), "me/o3", "--allow-forget-features"]) == 0
+    with safe_open(str(hub.remote("me/o3") / "o3" / "detector_001.safetensors"), framework="pt") as fh:
+        assert "bank" in fh.keys()  # noqa: SIM118
+    card = ModelCard.load(hub.remote("me/o3") / "README.md")
     assert card.data.unlearning["method"] == "O3" and "## Unlearning requests" in card.text
     assert "| 1 | request-1 |" in card.text and "statistics only" in card.text and "per-example features" in card.text
-    texts = [p.read_text(errors="ignore") for p in (tmp_path / "remote").rglob("*") if p.suffix in (".json", ".md")]
-    for rows in requests:
-        for row in rows:
-            assert not any(row["question"] in t or row["answer"] in t for t in texts)
-    loaded, tok = load_unlearned(out)
-    assert tok.chat_template == chat_tokenizer.chat_template
-    assert isinstance(loaded, O3Model) and len(loaded.detectors) == 2
-    ids = torch.randint(3, 300, (3, 8), generator=torch.Generator().manual_seed(6))
+    assert "The detectors of request-2 also store the hidden states" in card.text
+    for name, text in hub.texts().items():
+        for rows in requests:
+            for row in rows:
+                assert row["question"] not in text and row["answer"] not in text, name
+    loaded, _ = load_unlearned(out)
+    assert len(loaded.detectors) == 2
     torch.testing.assert_close(loaded.routing_weights(ids), o3.routing_weights(ids))

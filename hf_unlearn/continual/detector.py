@@ -71,8 +71,12 @@ class RequestDetector:
     # ------------------------------------------------------------------------------------------------- fitting
 
     @classmethod
-    def fit(cls, features: torch.Tensor, *, store_features: bool = True, shrinkage: float = 0.1) -> RequestDetector:
-        """Fit on the request's prompt features ``(layers, n, hidden)`` (at least 3 prompts)."""
+    def fit(cls, features: torch.Tensor, *, store_features: bool = False, shrinkage: float = 0.1) -> RequestDetector:
+        """Fit on the request's prompt features ``(layers, n, hidden)`` (at least 3 prompts).
+
+        ``store_features=True`` also keeps the normalised features themselves (``bank``, for the ``cos`` part):
+        per-example embeddings of the request's prompts, which :func:`~hf_unlearn.hub.push_unlearned` refuses to
+        publish unless asked in so many words. The default keeps statistics only."""
         if features.dim() != 3 or features.shape[1] < 3:
             raise ValueError(
                 "A request detector needs the features of at least 3 of the request's prompts; this request has "

@@ -209,13 +209,15 @@ class O3Model(torch.nn.Module):
         retain: Sequence[Mapping[str, Any]] | None = None,
         generic: Sequence[Mapping[str, Any]] | None = None,
         false_positive_rate: float = 0.01,
-        store_features: bool = True,
+        store_features: bool = False,
         orthogonal_weight: float = 0.1,
     ) -> Any:
         """One unlearning request: train the adapter further on ``forget`` (``method``: ``"o3"``, the refusal NLL of
         O3's code, or any registered output-level method) with the orthogonality penalty against every earlier
         request, snapshot its ``lora_A``, and fit and calibrate this request's detector (``generic``: text the
-        adapter must leave alone; default the built-in general-knowledge questions). Returns the trainer."""
+        adapter must leave alone; default the built-in general-knowledge questions). ``store_features=True`` keeps the
+        request's per-question features in its detector (refused by publishing unless asked; the default detector
+        keeps statistics only). Returns the trainer."""
         from ..registry import get_method
         from ..trainers.o3 import O3Config, O3Trainer
 
@@ -310,8 +312,32 @@ class O3Model(torch.nn.Module):
             '`generate()` routes every prompt by itself. A detector of kind "per-example features" stores the '
             'request\'s question embeddings (which could reveal them); "statistics only" stores their mean and '
             "covariance.\n\n| # | request | rows | date | objective | detector | separable from generic text |\n"
-            "|---|---|---|---|---|---|---|\n" + rows + "\n"
+            "|---|---|---|---|---|---|---|\n" + rows + "\n\n" + self._disclosure()
         )
+
+    def _disclosure(self) -> str:
+        """The card's statement of what routing and the detector files reveal about the forgotten topics."""
+        banks = [m["name"] for m in self.manifest if m.get("detector") == "per-example features"]
+        text = (
+            "## What this model reveals about the forgotten topics\n\n"
+            "Anyone who can query this model can tell which topics were forgotten: the adapter changes the answers "
+            "exactly for the questions its detectors route, and that is inherent to routing whatever the detector "
+            "stores. The detector files (`o3/detector_*`) add to it. Each holds, per request, the mean and the "
+            f"(shrunk) covariance of the base model's hidden states of the request's questions at layers "
+            f"{', '.join(map(str, self.layers))}. With few questions in a large hidden space, these statistics pin "
+            "down the space the questions span, so whoever has the files can score candidate questions against "
+            "them: questions about a forgotten topic stand out from others, and so do the request's very wordings "
+            "against rephrasings of them (hf_unlearn's continual-unlearning docs give the measured rates). "
+        )
+        if banks:
+            text += (
+                f"The detectors of {', '.join(banks)} also store the hidden states of every question of the request "
+                "(published on purpose, with `allow_forget_features`): a forgotten question matches its stored "
+                "vector almost exactly.\n"
+            )
+        else:
+            text += "No detector here stores per-question features.\n"
+        return text
 
     def save_pretrained(self, directory: str | os.PathLike[str], *, repo_id: str | None = None) -> Path:
         """Adapter (PEFT format), detectors and ``lora_A`` snapshots (safetensors + JSON), manifest and card; atomic.
@@ -337,6 +363,41 @@ class O3Model(torch.nn.Module):
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
             (tmp / "README.md").write_text(self.model_card(repo_id or target.name))
         return target
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool = True,
+        token: str | None = None,
+        allow_forget_features: bool = False,
+        commit_message: str = "Upload O3 continual-unlearning adapter (hf_unlearn)",
+        **kwargs: Any,
+    ) -> Any:
+        """Save to a temporary folder and publish it with :func:`hf_unlearn.hub.push_unlearned` (private unless
+        ``private=False``; detectors with per-question features refused unless ``allow_forget_features=True``).
+        ``kwargs`` go to ``push_unlearned`` (e.g. ``base_repo_id`` for a base that is a local folder)."""
+        import tempfile
+
+        from ..hub.push import HubPushError, push_unlearned
+
+        with tempfile.TemporaryDirectory(prefix="hf_unlearn_o3_push_") as work:
+            folder = self.save_pretrained(Path(work) / "o3", repo_id=repo_id)
+            try:
+                return push_unlearned(
+                    folder,
+                    repo_id,
+                    private=private,
+                    token=token,
+                    commit_message=commit_message,
+                    allow_forget_features=allow_forget_features,
+                    **kwargs,
+                )
+            except HubPushError as err:  # its retry names the temporary folder, which is gone
+                raise HubPushError(
+                    f"Pushing the O3 model to {repo_id} failed ({err.__cause__!r}); nothing local changed: call "
+                    "push_to_hub again, or save_pretrained(folder) and run `hf-unlearn push folder repo`."
+                ) from err.__cause__
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike[str], base: Any = None, *, trainable: bool = True) -> O3Model:

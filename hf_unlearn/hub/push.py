@@ -20,6 +20,7 @@ __all__ = [
     "O3_FILES",
     "HubLoginRequiredError",
     "HubPushError",
+    "feature_bank_detectors",
     "hub_private",
     "load_unlearned",
     "push_unlearned",
@@ -96,6 +97,7 @@ def push_unlearned(
     merge: bool = False,
     base_repo_id: str | None = None,
     revision: str | None = None,
+    allow_forget_features: bool = False,
 ) -> Any:
     """Create ``repo_id`` (private unless ``private=False``) and upload the allowed files of ``folder``.
 
@@ -113,6 +115,10 @@ def push_unlearned(
       the pre-unlearning weights are never published);
     - ``base_repo_id``: the base folder is uploaded as a repository of its own (always private: it still holds
       everything the adapter removes), and the adapter's ``base_model_name_or_path`` and the card name it.
+
+    An O3 model whose detectors store per-example features (the hidden states of every forget question, which anyone
+    could match candidate questions against) is refused unless ``allow_forget_features=True``
+    (``--allow-forget-features``); statistics-only detectors go up as they are.
     """
     from .cards import card_for_push
     from .lineage import is_local_path, read_lineage
@@ -147,6 +153,15 @@ def push_unlearned(
             "model is never published) or base_repo_id='you/name' (--base-repo: the base as a private repository "
             "of its own)."
         )
+    banks = feature_bank_detectors(folder)
+    if banks and not allow_forget_features:
+        raise ValueError(
+            f"{folder} is an O3 model whose detectors for {', '.join(banks)} store per-example features: the "
+            "hidden states of every forget question. Anyone who downloads them can test a candidate question "
+            "against them (a forgotten question matches almost exactly) and try to invert them toward the text. "
+            "Re-fit those requests with statistics-only detectors (O3Model.unlearn(..., store_features=False), the "
+            "default), or pass allow_forget_features=True (--allow-forget-features) to publish them anyway."
+        )
     base_dir = _local_base_dir(folder, base, lineage) if local_base else None  # fails before anything is uploaded
     token = require_token(token)
     from huggingface_hub import HfApi
@@ -160,6 +175,7 @@ def push_unlearned(
     elif merge or not is_adapter:  # full weights descend from the lineage's Hub root
         hub_base = lineage.get("base") or (None if local_base else hub_base)
     retry = f"hf-unlearn push {folder} {repo_id}" + (" --public" if not private else "")
+    retry += " --allow-forget-features" if banks else ""
     retry += " --merge" if merge else (f" --base-repo {base_repo_id}" if base_repo_id else "")
     with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_") as staging:
         stage = Path(staging)
@@ -213,6 +229,23 @@ def _stage(folder: Path, stage: Path, *, is_adapter: bool, merge: bool, base_rep
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             if not (stage / rel).exists():
                 os.symlink(path.resolve(), stage / rel)
+
+
+def feature_bank_detectors(folder: str | os.PathLike[str]) -> list[str]:
+    """The requests of an O3 folder whose detector stores per-example features (a ``bank`` tensor); ``[]`` for any
+    other folder. Read from the safetensors headers, without loading a tensor."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    if not (folder / O3_FILES[0]).is_file():
+        return []
+    names = [r.get("name", "?") for r in _read_json(folder / O3_FILES[0]).get("requests", [])]
+    found = []
+    for i, path in enumerate(sorted((folder / "o3").glob("detector_*.safetensors"))):
+        with safe_open(str(path), framework="pt") as fh:
+            if "bank" in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
+                found.append(names[i] if i < len(names) else path.stem)
+    return found
 
 
 def _read_json(path: Path) -> dict:
