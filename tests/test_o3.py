@@ -193,9 +193,7 @@ def test_save_load_round_trip_and_bad_folders(chat_tokenizer, bench, tiny_model_
     for row in rows:
         assert not any(row["question"] in t or row["answer"] in t for t in texts)  # names, sizes and dates only
     manifest = json.loads((out / "o3_manifest.json").read_text())
-    assert manifest["requests"][0]["detector"] == "statistics only" and manifest["requests"][0]["rows"] == len(
-        rows
-    )
+    assert manifest["requests"][0]["detector"] == "statistics only" and manifest["requests"][0]["rows"] == len(rows)
     (out / "o3" / "detector_000.safetensors").unlink()
     with pytest.raises(ValueError, match="lists 1 requests but 0 detectors"):
         O3Model.from_pretrained(out)
