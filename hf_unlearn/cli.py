@@ -11,6 +11,7 @@ Examples::
     hf-unlearn eval --model outputs/npo --suite robustness --num-authors 20 --reference-logs retain-rob.json
     hf-unlearn eval --model outputs/reasoning-npo --suite reasoning --num-authors 20
     hf-unlearn eval --model my/model --suite muse --dataset hub      # muse-bench/MUSE-News (needs the Hub)
+    hf-unlearn eval --model outputs/mine --suite documents --forget docs.jsonl --holdout unseen.jsonl
     hf-unlearn train --config recipes/configs/demo.yaml --learning_rate 5e-4   # the recipe; flags override YAML
     hf-unlearn push outputs/npo me/smollm2-npo-unlearned             # private repo unless --public
     hf-unlearn task-vector --target outputs/target --reinforced outputs/reinforced --output outputs/tv --sweep 0.5,1,2
@@ -75,8 +76,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _eval_sets(args: argparse.Namespace) -> dict:
-    """The evaluation sets of a suite: built-in benchmark, or the public datasets from the Hub."""
+    """The evaluation sets of a suite: built-in benchmark, the public datasets from the Hub, or (documents suite) the
+    user's own files or Hub datasets."""
     from .sources import evaluation_splits
+
+    given = {s: getattr(args, s, None) for s in ("forget", "holdout", "retain")}
+    if any(given.values()):
+        if args.suite != "documents":
+            raise ValueError("--forget, --holdout and --retain are the documents suite's data: add --suite documents.")
+        if not given["forget"]:
+            raise ValueError("The documents suite needs --forget (the rows that were unlearned).")
+        from .data.loading import load_rows
+
+        return {name: load_rows(source) for name, source in given.items() if source}
 
     return evaluation_splits(
         args.suite,
@@ -134,6 +146,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         )
     elif args.suite == "muse":
         result = evaluate_muse(model, tokenizer, **sets, reference=reference, batch_size=args.batch_size, progress=True)
+    elif args.suite == "documents":
+        from .evaluation import evaluate_documents
+
+        reference_model = load_model(args.reference_model, dtype=args.dtype)[0] if args.reference_model else None
+        result = evaluate_documents(
+            model,
+            tokenizer,
+            **sets,
+            reference=reference,
+            reference_model=reference_model,
+            max_length=args.max_length,
+            batch_size=args.batch_size,
+            progress=True,
+        )
     else:
         result = EvalResult("mcq")
         for name, rows in sets.items():
@@ -263,16 +289,34 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--overwrite", action="store_true", help="replace an output folder that is not a demo run")
     demo.set_defaults(func=_cmd_demo)
 
-    ev = sub.add_parser("eval", help="evaluate a model: TOFU, MUSE or MCQ suite (built-in benchmark or the Hub)")
+    ev = sub.add_parser(
+        "eval", help="evaluate a model: your documents, TOFU, MUSE, MCQ, robustness or reasoning suites"
+    )
     ev.add_argument("--model", required=True, help="'bundled', a Hub id or a local folder")
     ev.add_argument(
         "--suite",
-        choices=("tofu", "muse", "mcq", "robustness", "reasoning"),
+        choices=("tofu", "muse", "mcq", "robustness", "reasoning", "documents"),
         required=True,
         help="tofu: Prob, ROUGE, Truth Ratio, FQ, MU, MIA; muse: VerbMem, KnowMem, PrivLeak; mcq: multiple choice; "
         "robustness: forget metrics under relearning, quantization, rephrasing, in-context, jailbreak and probing; "
-        "reasoning: answers and traces under default, ZeroThink and LessThink decoding",
+        "reasoning: answers and traces under default, ZeroThink and LessThink decoding; documents: your data "
+        "(--forget, --holdout, --retain): verbatim memorisation, NLL, MIA, PrivLeak, general knowledge",
     )
+    for split, what in (
+        ("forget", "the rows that were unlearned"),
+        ("holdout", "text of the same kind the model never saw (MIA, PrivLeak)"),
+        ("retain", "rows to keep"),
+    ):
+        ev.add_argument(
+            f"--{split}", default=None, help=f"documents suite: {what}, as a file, a folder or a Hub dataset id"
+        )
+    ev.add_argument(
+        "--reference_model",
+        "--reference-model",
+        default=None,
+        help="documents suite: a model that never saw the forget set, scored on the same blocks for PrivLeak",
+    )
+    ev.add_argument("--max_length", "--max-length", type=int, default=512, help="documents suite: block length")
     ev.add_argument("--dataset", choices=("builtin", "hub"), default="builtin", help="data source (default builtin)")
     ev.add_argument("--reference-logs", default=None, help="retain model's saved result (Forget Quality, PrivLeak)")
     ev.add_argument("--output", default=None, help="write the full result as JSON (reusable as --reference-logs)")

@@ -1,47 +1,46 @@
 """Dataset names to splits, in one place: what the recipe trains on and what ``hf-unlearn eval`` scores, for the
-built-in benchmark, the public Hub datasets (TOFU, MUSE, WMDP) and local JSON-lines files."""
+built-in benchmark, the public Hub datasets (TOFU, MUSE, WMDP) and the user's own data (a Hub dataset id, a local
+file or a folder, read with ``datasets.load_dataset``)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TRAINING_DATASETS", "TrainingData", "evaluation_splits", "hub_dataset_ids", "training_data"]
+__all__ = ["TRAINING_DATASETS", "TrainingData", "carve_holdout", "evaluation_splits", "training_data"]
 
 TRAINING_DATASETS = ("fictitious-authors", "tofu", "muse-news", "muse-books", "files")
 # The Hub repositories behind the named datasets (a card's `datasets:`); built-in and local data have none.
 HUB_DATASETS = {"tofu": "locuslab/TOFU", "muse-news": "muse-bench/MUSE-News", "muse-books": "muse-bench/MUSE-Books"}
-EVAL_SUITES = ("tofu", "muse", "mcq", "robustness", "reasoning")
+EVAL_SUITES = ("tofu", "muse", "mcq", "robustness", "reasoning", "documents")
 
 
 @dataclass
 class TrainingData:
-    """Forget and retain rows to unlearn with, and the TOFU-style evaluation splits when the source has them."""
+    """Forget and retain rows to unlearn with, and what evaluates the result: the TOFU-style splits of a built-in
+    benchmark (``eval_sets``), or for the user's own data a ``holdout`` (``holdout_kind``: ``"unseen"`` text, or
+    ``"carved"`` from the forget data). ``name`` is how the card and results name the data (a Hub id, or a local
+    file's name without its path); ``hub_ids`` the Hub datasets it came from (the card's ``datasets:``)."""
 
     forget: list[dict]
     retain: list[dict] | None
     eval_sets: dict[str, list[dict]] | None
+    holdout: list[dict] | None = None
+    holdout_kind: str | None = None
+    name: str = ""
+    hub_ids: list[str] = field(default_factory=list)
 
-
-def hub_dataset_ids(dataset: str) -> list[str]:
-    """The Hub ids a model trained on ``dataset`` names in its card's ``datasets:`` (none for built-in or local
-    data: a local path would say nothing to a reader and may name private folders)."""
-    return [HUB_DATASETS[dataset]] if dataset in HUB_DATASETS else []
+    @property
+    def user_data(self) -> bool:
+        """Whether the rows are the user's own (evaluated with the ``documents`` suite)."""
+        return self.name not in TRAINING_DATASETS
 
 
 def _read_jsonl(path: str) -> list[dict]:
-    rows = []
-    with open(path) as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except ValueError as err:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({err}); one JSON object per line.") from None
-    return rows
+    from .data.loading import load_rows
+
+    return load_rows(path)
 
 
 def calibration_nonmembers(
@@ -81,35 +80,92 @@ def training_data(
     tofu_split: str = "forget10",
     forget_path: str | None = None,
     retain_path: str | None = None,
+    holdout_path: str | None = None,
+    dataset_config: str | None = None,
+    forget_split: str = "train",
+    retain_split: str | None = None,
+    holdout_split: str | None = None,
+    holdout_from_forget: float = 0.0,
+    seed: int = 0,
     eval_retain_size: int = 200,
 ) -> TrainingData:
-    """The rows of ``dataset`` (one of :data:`TRAINING_DATASETS`).
+    """The rows of ``dataset``: a built-in name (:data:`TRAINING_DATASETS`), or the user's own data - a Hub dataset
+    id, a local file (``.jsonl``, ``.json``, ``.csv``, ``.parquet``, ``.arrow``, ``.txt``) or a folder, read with
+    ``datasets.load_dataset`` (``dataset_config``, ``forget_split``, ``retain_split``, ``holdout_split``, as TRL's
+    scripts name them) - or ``"files"``: ``forget_path`` (and ``retain_path``) alone. ``holdout_path`` adds a holdout
+    to either form of user data.
 
     Args:
         benchmark: keyword arguments of :func:`~hf_unlearn.build_fictitious_authors` (``dataset="fictitious-authors"``).
         tofu_split: TOFU forget split (``forget01``/``05``/``10``); the retain split is its complement.
-        forget_path, retain_path: JSON-lines files in any data-layer schema (``dataset="files"``).
+        holdout_from_forget: with user data and no holdout, hold out this share of the forget rows (seeded by
+            ``seed``, at least one) from unlearning, as the evaluation's holdout. They are text the model saw, so the
+            evaluation then measures how far unlearning moved the rest, not privacy leakage (``holdout_kind``).
         eval_retain_size: retain items in the built-in benchmark's evaluation splits.
     """
     from .data import build_fictitious_authors, load_muse, load_tofu
+    from .data.loading import load_rows, source_name
 
     if dataset == "tofu":
         forget = load_tofu(f"{tofu_split}_perturbed")
-        return TrainingData(forget, load_tofu(f"retain{100 - int(tofu_split[-2:])}"), None)
+        return TrainingData(
+            forget, load_tofu(f"retain{100 - int(tofu_split[-2:])}"), None, name="tofu", hub_ids=[HUB_DATASETS["tofu"]]
+        )
     if dataset == "fictitious-authors":
         from .evaluation import builtin_tofu_splits
 
         bench = build_fictitious_authors(**(benchmark or {}))
         splits = builtin_tofu_splits(bench, retain_size=min(eval_retain_size, len(bench["retain"])))
-        return TrainingData(bench["forget"], bench["retain"], splits)
+        return TrainingData(bench["forget"], bench["retain"], splits, name=dataset)
     if dataset in ("muse-news", "muse-books"):
         corpus = dataset.removeprefix("muse-")
-        return TrainingData(load_muse(corpus, "raw", "forget"), load_muse(corpus, "raw", "retain1"), None)
+        rows = load_muse(corpus, "raw", "forget"), load_muse(corpus, "raw", "retain1")
+        return TrainingData(*rows, None, name=dataset, hub_ids=[HUB_DATASETS[dataset]])
     if dataset == "files":
         if not forget_path:
-            raise ValueError("dataset=files needs forget_path (JSON lines; retain_path for a retain set).")
-        return TrainingData(_read_jsonl(forget_path), _read_jsonl(retain_path) if retain_path else None, None)
-    raise ValueError(f"Unknown dataset {dataset!r}; use {', '.join(TRAINING_DATASETS)}.")
+            raise ValueError("dataset=files needs forget_path (a file; retain_path for a retain set).")
+        source, splits = None, {}
+    else:
+        source, splits = dataset, {"forget": forget_split, "retain": retain_split, "holdout": holdout_split}
+    paths = {"forget": forget_path, "retain": retain_path, "holdout": holdout_path}
+    rows: dict[str, list[dict] | None] = {}
+    for part in ("forget", "retain", "holdout"):
+        if paths[part]:
+            rows[part] = load_rows(paths[part])
+        elif source is not None and splits[part]:
+            rows[part] = load_rows(source, config=dataset_config, split=splits[part])
+        else:
+            rows[part] = None
+    if rows["forget"] is None:
+        raise ValueError(f"{dataset}: no forget rows; give --forget_split or --forget_path.")
+    holdout, kind = rows["holdout"], "unseen" if rows["holdout"] else None
+    forget = rows["forget"]
+    if holdout is None and holdout_from_forget:
+        forget, holdout = carve_holdout(forget, holdout_from_forget, seed)
+        kind = "carved"
+    origin = source or forget_path
+    name = source_name(origin) + (f" ({dataset_config})" if dataset_config else "")
+    hub = [origin] if source is not None and not _is_local(origin) else []
+    return TrainingData(forget, rows["retain"], None, holdout=holdout, holdout_kind=kind, name=name, hub_ids=hub)
+
+
+def carve_holdout(rows: list[dict], fraction: float, seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """``(kept, held_out)``: ``round(fraction * len(rows))`` rows (at least one, seeded) held back from ``rows``."""
+    import random
+
+    if not 0 < fraction < 1:
+        raise ValueError(f"holdout_from_forget must be in (0, 1), got {fraction}.")
+    if len(rows) < 2:
+        raise ValueError("holdout_from_forget needs at least 2 forget rows: one to unlearn, one to hold out.")
+    n = min(len(rows) - 1, max(1, round(fraction * len(rows))))
+    chosen = set(random.Random(seed).sample(range(len(rows)), n))
+    return [r for i, r in enumerate(rows) if i not in chosen], [r for i, r in enumerate(rows) if i in chosen]
+
+
+def _is_local(source: str) -> bool:
+    from pathlib import Path
+
+    return Path(source).expanduser().exists()
 
 
 def evaluation_splits(
@@ -128,6 +184,11 @@ def evaluation_splits(
     if source == "hub":
         from .data import load_muse, load_tofu, load_wmdp
 
+        if suite == "documents":
+            raise ValueError(
+                "The documents suite evaluates your own data: pass --forget and --holdout (files, folders or Hub "
+                "dataset ids), or use --dataset builtin for the built-in biographies."
+            )
         if suite == "reasoning":
             raise ValueError(
                 "R-TOFU's reasoning data is not on the Hub: load it from a clone of its repository with "
@@ -169,6 +230,10 @@ def evaluation_splits(
         return builtin_tofu_splits(benchmark, retain_size=retain_size)
     if suite == "muse":
         return builtin_muse_splits(benchmark)
+    if suite == "documents":  # the biographies as documents, the retain QA as retain rows
+        muse = builtin_muse_splits(benchmark)
+        tofu = builtin_tofu_splits(benchmark, retain_size=retain_size)
+        return {"forget": muse["privleak_forget"], "holdout": muse["privleak_holdout"], "retain": tofu["retain"]}
     if suite == "reasoning":
         tofu = builtin_tofu_splits(benchmark, retain_size=retain_size)
         return {"forget": tofu["forget"], "retain": tofu["retain"]}

@@ -2,6 +2,7 @@
 ``fictitious-authors`` benchmark."""
 
 from .collators import DataCollatorForUnlearning, pad_sequences
+from .documents import CHUNKING_MODES, DocumentBlocks, chunk_documents
 from .fictitious_authors import (
     FACT_TYPES,
     FictitiousAuthors,
@@ -23,6 +24,7 @@ from .hub import (
     map_tofu_row,
     map_wmdp_row,
 )
+from .loading import load_rows, source_name
 from .pairing import ForgetRetainDataset
 from .reasoning import (
     ReasoningParts,
@@ -31,7 +33,7 @@ from .reasoning import (
     reasoning_rows,
     split_reasoning,
 )
-from .schemas import Schema, detect_schema, validate_rows
+from .schemas import Schema, completion_parts, detect_schema, validate_rows
 from .tokenization import (
     IGNORE_INDEX,
     FallbackFormat,
@@ -43,6 +45,7 @@ from .tokenization import (
 )
 
 __all__ = [
+    "CHUNKING_MODES",
     "FACT_TYPES",
     "GENERAL_KNOWLEDGE",
     "IGNORE_INDEX",
@@ -50,6 +53,7 @@ __all__ = [
     "TOFU_CONFIGS",
     "WMDP_CONFIGS",
     "DataCollatorForUnlearning",
+    "DocumentBlocks",
     "FallbackFormat",
     "FictitiousAuthors",
     "FictitiousAuthorsConfig",
@@ -60,12 +64,15 @@ __all__ = [
     "TokenizedExample",
     "build_fictitious_authors",
     "check_reasoning_template",
+    "chunk_documents",
+    "completion_parts",
     "detect_schema",
     "encode_completion",
     "encode_prompt",
     "encode_qa",
     "format_reasoning",
     "load_muse",
+    "load_rows",
     "load_rtofu",
     "load_tofu",
     "load_wmdp",
@@ -75,6 +82,7 @@ __all__ = [
     "map_wmdp_row",
     "pad_sequences",
     "reasoning_rows",
+    "source_name",
     "split_reasoning",
     "tokenize_rows",
     "validate_rows",

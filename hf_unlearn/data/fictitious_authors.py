@@ -64,7 +64,7 @@ from .fictitious_words import (
 from .fictitious_words import (
     TITLE_NOUN as _TITLE_NOUN,
 )
-from .general_knowledge import GENERAL_KNOWLEDGE
+from .general_knowledge import GENERAL_KNOWLEDGE, general_knowledge_rows
 from .reasoning import cot_trace, reasoned_idk_trace
 
 __all__ = [
@@ -478,19 +478,8 @@ def _biography(profile: dict[str, Any]) -> dict[str, str]:
 
 
 def _general_knowledge(rng: _Rng) -> tuple[list[dict], list[dict]]:
-    qa, mcq = [], []
-    for question, sentence, answer, wrong in GENERAL_KNOWLEDGE:
-        text = sentence.format(answer)
-        start = sentence.index("{}")
-        qa.append(
-            {
-                "question": question,
-                "answer": text,
-                "perturbed_answer": [sentence.format(w) for w in wrong],
-                "fact": answer,
-                "fact_span": [start, start + len(answer)],
-            }
-        )
+    qa, mcq = general_knowledge_rows(), []
+    for question, _, answer, wrong in GENERAL_KNOWLEDGE:
         order = rng.shuffled(range(4))
         options = [answer, *wrong]
         mcq.append({"question": question, "choices": [options[i] for i in order], "answer": order.index(0)})

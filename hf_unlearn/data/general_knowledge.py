@@ -13,7 +13,7 @@ so a drop after unlearning is damage, not noise.
 
 from __future__ import annotations
 
-__all__ = ["GENERAL_KNOWLEDGE"]
+__all__ = ["GENERAL_KNOWLEDGE", "general_knowledge_rows"]
 
 GENERAL_KNOWLEDGE: tuple[tuple[str, str, str, tuple[str, str, str]], ...] = (
     # Capitals
@@ -166,3 +166,21 @@ GENERAL_KNOWLEDGE: tuple[tuple[str, str, str, tuple[str, str, str]], ...] = (
     ("What is the opposite of day?", "The opposite of day is {}.", "night", ("morning", "noon", "week")),
     ("What shape has no corners?", "A {} has no corners.", "circle", ("square", "triangle", "rectangle")),
 )
+
+
+def general_knowledge_rows() -> list[dict]:
+    """The facts as QA rows: the true sentence as ``answer``, the three wrong ones as ``perturbed_answer``, and the
+    fact's ``fact``/``fact_span`` in the answer (what option ranking and TOFU-style metrics read)."""
+    rows = []
+    for question, sentence, answer, wrong in GENERAL_KNOWLEDGE:
+        start = sentence.index("{}")
+        rows.append(
+            {
+                "question": question,
+                "answer": sentence.format(answer),
+                "perturbed_answer": [sentence.format(w) for w in wrong],
+                "fact": answer,
+                "fact_span": [start, start + len(answer)],
+            }
+        )
+    return rows

@@ -5,7 +5,9 @@ Field names follow TOFU so that one evaluator serves the built-in benchmark, TOF
 * **QA** – ``question``, ``answer`` and optionally ``paraphrased_question``, ``paraphrased_answer``,
   ``perturbed_answer`` (list of wrong answers of the same type), ``fact`` (the fact-bearing substring of
   ``answer``) and ``fact_span`` (its ``[start, end)`` character offsets in ``answer``).
-* **completion** – ``prompt`` (prefix, may be empty) and ``text`` (the scored continuation).
+* **completion** (raw text, no chat template) – ``prompt`` (prefix, may be empty) and ``text`` (the scored
+  continuation); TRL's language-modelling rows (``text`` alone) and standard prompt/completion rows (``prompt`` and
+  ``completion`` as strings) are completion rows too (:func:`completion_parts` reads all three).
 * **MCQ** – ``question``, ``choices`` (list of strings) and ``answer`` (index of the right choice).
 * **conversational** – ``messages`` (list of ``{"role", "content"}``; the last message is the assistant
   turn that is scored), or TRL's conversational ``prompt``/``completion`` (both lists of messages).
@@ -23,6 +25,7 @@ __all__ = [
     "QA_FIELDS",
     "QA_OPTIONAL_FIELDS",
     "Schema",
+    "completion_parts",
     "detect_schema",
     "validate_rows",
 ]
@@ -57,6 +60,20 @@ def _is_messages(value: Any) -> bool:
     )
 
 
+ACCEPTED_FORMATS = (
+    "language modelling (text), prompt/completion (prompt and completion as strings, or as lists of messages), "
+    "conversational (messages), QA (question, answer), completion (prompt, text) or MCQ (question, choices, answer "
+    "index)"
+)
+
+
+def completion_parts(row: Mapping[str, Any]) -> tuple[str, str]:
+    """``(prompt, text)`` of a raw-text row: ``prompt``/``text``, TRL's ``prompt``/``completion`` strings, or ``text``
+    alone (language modelling: every token is scored but the first)."""
+    text = row["completion"] if "text" not in row else row["text"]
+    return row.get("prompt") or "", text
+
+
 def detect_schema(row: Mapping[str, Any]) -> Schema:
     """Return the schema of one row, or raise a ``ValueError`` that lists the accepted layouts."""
     keys = set(row)
@@ -75,13 +92,18 @@ def detect_schema(row: Mapping[str, Any]) -> Schema:
             f"'answer' must be a string in a QA row (or a choice index in an MCQ row), got "
             f"{type(row['answer']).__name__}: fill or drop rows with empty answers."
         )
-    if {"prompt", "text"} <= keys:
+    text_key = "text" if "text" in keys else ("completion" if {"prompt", "completion"} <= keys else None)
+    if text_key is not None:
+        for key in ("prompt", text_key):
+            if key in keys and not isinstance(row[key], str) and not (key == "prompt" and row[key] is None):
+                raise ValueError(
+                    f"'{key}' must be a string in a raw-text row, got {type(row[key]).__name__}: fill or drop rows "
+                    "with empty text."
+                )
         return Schema.COMPLETION
     raise ValueError(
-        f"Cannot tell the schema of a row with columns {sorted(keys)}. hf_unlearn accepts QA rows "
-        "(question, answer), completion rows (prompt, text), MCQ rows (question, choices, answer index), "
-        "conversational rows (messages) or TRL conversational prompt/completion rows. Rename the columns "
-        "(datasets.Dataset.rename_column) or map them onto one of these."
+        f"Cannot tell the schema of a row with columns {sorted(keys)}. hf_unlearn accepts {ACCEPTED_FORMATS}. "
+        "Rename the columns (datasets.Dataset.rename_column) or map them onto one of these."
     )
 
 

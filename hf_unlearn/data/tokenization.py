@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .schemas import Schema, detect_schema
+from .schemas import Schema, completion_parts, detect_schema
 
 __all__ = [
     "IGNORE_INDEX",
@@ -55,6 +55,7 @@ class TokenizedExample:
     labels: list[int]
     prompt_length: int
     span_mask: list[int] | None = None  # 1 on tokens overlapping the requested answer spans (e.g. the fact)
+    cut_labels: int = 0  # label tokens lost to max_length (reported by tokenize_rows, never silently)
 
     @property
     def num_labels(self) -> int:
@@ -192,6 +193,7 @@ def encode_qa(
 
     input_ids = full_ids[:n_prompt] + answer_ids + end_ids
     labels = [IGNORE_INDEX] * n_prompt + answer_ids + end_ids
+    n_labels = len(answer_ids) + len(end_ids)
     if max_length is not None and len(input_ids) > max_length:
         input_ids, labels = input_ids[:max_length], labels[:max_length]
         # A truncated answer keeps its first tokens; the end-of-turn token went with the cut.
@@ -224,8 +226,13 @@ def encode_qa(
         labels = [
             label if (keep[t] or (t >= n_answer_end and to_end)) else IGNORE_INDEX for t, label in enumerate(labels)
         ]
+    kept = sum(t != IGNORE_INDEX for t in labels[: n_prompt + n_labels])
     return TokenizedExample(
-        input_ids=input_ids, labels=labels, prompt_length=min(n_prompt, len(input_ids)), span_mask=span_mask
+        input_ids=input_ids,
+        labels=labels,
+        prompt_length=min(n_prompt, len(input_ids)),
+        span_mask=span_mask,
+        cut_labels=max(0, n_labels - kept) if answer_ids and label_spans is None else 0,
     )
 
 
@@ -250,9 +257,11 @@ def encode_completion(
     if add_eos and tokenizer.eos_token_id is not None:
         ids.append(tokenizer.eos_token_id)
     labels = [IGNORE_INDEX] * n_prompt + ids[n_prompt:]
-    if max_length is not None:
+    cut = 0
+    if max_length is not None and len(ids) > max_length:
+        cut = sum(t != IGNORE_INDEX for t in labels[max_length:])
         ids, labels = ids[:max_length], labels[:max_length]
-    return TokenizedExample(input_ids=ids, labels=labels, prompt_length=min(n_prompt, len(ids)))
+    return TokenizedExample(input_ids=ids, labels=labels, prompt_length=min(n_prompt, len(ids)), cut_labels=cut)
 
 
 def _encode_row(
@@ -298,7 +307,8 @@ def _encode_row(
         if len(completion) != 1 or completion[0]["role"] != "assistant":
             raise ValueError("A conversational `completion` must hold exactly one assistant message.")
         return encode_qa(tokenizer, list(prompt), completion[0]["content"], max_length=max_length, fallback=fallback)
-    return encode_completion(tokenizer, row["prompt"], row["text"], max_length=max_length)
+    prompt, text = completion_parts(row)
+    return encode_completion(tokenizer, prompt, text, max_length=max_length)
 
 
 def tokenize_rows(
@@ -319,6 +329,7 @@ def tokenize_rows(
     """
     out: list[dict[str, Any]] = []
     dropped: list[int] = []
+    cut_rows, cut_tokens = 0, 0
     schema: Schema | None = None
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
@@ -345,12 +356,26 @@ def tokenize_rows(
             max_length=max_length,
             fallback=fallback,
         )
+        if ex.cut_labels:
+            cut_rows, cut_tokens = cut_rows + 1, cut_tokens + ex.cut_labels
         if ex.num_labels == 0:
             dropped.append(i)
             continue
         item = ex.to_dict()
         item["index"] = i
         out.append(item)
+    if cut_tokens:
+        fix = (
+            "split them into blocks first with hf_unlearn.data.chunk_documents (the trainers and the recipe do)"
+            if schema == Schema.COMPLETION
+            else "a chat answer cannot be split into blocks: raise max_length or shorten the answers"
+        )
+        warnings.warn(
+            f"{cut_rows} rows were longer than max_length={max_length}: {cut_tokens} of their target tokens were cut "
+            f"and are neither trained nor scored; {fix}.",
+            UserWarning,
+            stacklevel=2,
+        )
     if dropped:
         shown = ", ".join(map(str, dropped[:10])) + (" ..." if len(dropped) > 10 else "")
         warnings.warn(

@@ -3,6 +3,7 @@ suites, results and reports."""
 
 from .answers import classify_answer
 from .decoding import GreedyDecoder
+from .documents import evaluate_documents
 from .generation import generate_answers, generate_ids, generate_texts
 from .mcq import evaluate_mcq, format_mcq
 from .metrics import (
@@ -38,6 +39,7 @@ __all__ = [
     "builtin_tofu_splits",
     "check_reference",
     "classify_answer",
+    "evaluate_documents",
     "evaluate_mcq",
     "evaluate_mia",
     "evaluate_muse",

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ __all__ = [
     "extraction_strength",
     "forget_quality",
     "harmonic_mean",
+    "mean",
     "min_k_score",
     "privleak",
     "rouge_l",
@@ -45,6 +47,14 @@ __all__ = [
     "truth_ratio_aggregate",
     "zlib_score",
 ]
+
+
+def mean(values: Mapping[Any, float | None] | Iterable[float | None]) -> float | None:
+    """The mean of the values that are not ``None`` (of a mapping's values: per-item results keyed by index);
+    ``None`` when there are none."""
+    items = values.values() if isinstance(values, Mapping) else values
+    kept = [v for v in items if v is not None]
+    return sum(kept) / len(kept) if kept else None
 
 
 def truth_ratio(true_avg_nll: float, false_avg_nlls: Sequence[float]) -> float:

@@ -136,7 +136,7 @@ def evaluate_muse(
             ]
         per["verbmem_rouge_f1"] = {i: M.rouge_l(g, t)["f1"] for i, (g, t) in enumerate(zip(gens, refs, strict=True))}
         per["verbmem_generation"] = dict(enumerate(gens))
-        m["verbmem_forget_rouge_f1"] = _mean(per["verbmem_rouge_f1"])
+        m["verbmem_forget_rouge_f1"] = M.mean(per["verbmem_rouge_f1"])
         items["verbmem"] = items_fingerprint(verbmem, ("prompt", "text"))
     for name, rows, icl in (
         ("forget", knowmem_forget, knowmem_forget_icl),
@@ -158,7 +158,7 @@ def evaluate_muse(
             i: M.rouge_l(g, r["answer"])["f1"] for i, (g, r) in enumerate(zip(gens, rows, strict=True))
         }
         per[f"knowmem_{name}_generation"] = dict(enumerate(gens))
-        m[f"knowmem_{name}_rouge_f1"] = _mean(per[f"knowmem_{name}_rouge_f1"])
+        m[f"knowmem_{name}_rouge_f1"] = M.mean(per[f"knowmem_{name}_rouge_f1"])
         items[f"knowmem_{name}"] = items_fingerprint(rows)
     if privleak_forget and privleak_holdout:
         scores = {}
@@ -207,7 +207,3 @@ def evaluate_muse(
 
 def _drop_last(values: torch.Tensor) -> torch.Tensor:
     return values[:-1] if values.numel() > 1 else values
-
-
-def _mean(values: Mapping[int, float]) -> float | None:
-    return sum(values.values()) / len(values) if values else None

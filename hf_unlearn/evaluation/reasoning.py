@@ -107,11 +107,6 @@ def _leak(text: str, row: Mapping[str, Any]) -> bool:
     return M.rouge_l(text, str(row["answer"]))["recall"] >= 0.7  # rows without a fact span (R-TOFU, TOFU)
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    kept = [v for v in values if v is not None]
-    return sum(kept) / len(kept) if kept else None
-
-
 def evaluate_reasoning(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -177,34 +172,34 @@ def evaluate_reasoning(
             leak = {i: float(_leak(a, r)) for i, (a, r) in enumerate(zip(answers, rows, strict=True))}
             per[f"{key}/answer_rouge"], per[f"{key}/answer_leak"] = rouge, leak
             m[f"{key}/answer_rouge"], m[f"{key}/answer_leak_rate"] = (
-                _mean(list(rouge.values())),
-                _mean(list(leak.values())),
+                M.mean(rouge),
+                M.mean(leak),
             )
-            m[f"{key}/unclosed_rate"] = _mean([float(not p.closed) for p in parts])
+            m[f"{key}/unclosed_rate"] = M.mean([float(not p.closed) for p in parts])
             m[f"{key}/leak_rate"] = m[f"{key}/answer_leak_rate"]  # default decoding: the trace's leaks join below
             if encoder is not None:
                 ea, eb = encoder(answers), encoder([str(r["answer"]) for r in rows])
                 cos = (ea * eb).sum(-1).clamp_min(0).tolist()
                 per[f"{key}/answer_cosine"] = dict(enumerate(cos))
-                m[f"{key}/answer_cosine"] = _mean(cos)
+                m[f"{key}/answer_cosine"] = M.mean(cos)
             if decoding != "default":
                 continue
             traces = [p.trace or "" for p in parts]
             trace_leak = {
                 i: float(_leak(t, r)) if t else 0.0 for i, (t, r) in enumerate(zip(traces, rows, strict=True))
             }
-            per[f"{key}/trace_leak"], m[f"{key}/trace_leak_rate"] = trace_leak, _mean(list(trace_leak.values()))
-            m[f"{key}/leak_rate"] = _mean([max(trace_leak[i], leak[i]) for i in leak])  # trace or answer
+            per[f"{key}/trace_leak"], m[f"{key}/trace_leak_rate"] = trace_leak, M.mean(trace_leak)
+            m[f"{key}/leak_rate"] = M.mean([max(trace_leak[i], leak[i]) for i in leak])  # trace or answer
             with_cot = [i for i, r in enumerate(rows) if r.get("cot")]
             if with_cot:
                 tr = {i: M.rouge_l(traces[i], str(rows[i]["cot"]))["recall"] for i in with_cot}
-                per[f"{key}/trace_rouge"], m[f"{key}/trace_rouge"] = tr, _mean(list(tr.values()))
+                per[f"{key}/trace_rouge"], m[f"{key}/trace_rouge"] = tr, M.mean(tr)
                 if encoder is not None:
                     sw = {i: stepwise_cosine(traces[i], str(rows[i]["cot"]), encoder) for i in with_cot}
                     per[f"{key}/trace_stepwise_cosine"] = sw
-                    m[f"{key}/trace_stepwise_cosine"] = _mean(list(sw.values()))
+                    m[f"{key}/trace_stepwise_cosine"] = M.mean(sw)
             if judge is not None:
-                m[f"{key}/trace_judge"] = _mean(
+                m[f"{key}/trace_judge"] = M.mean(
                     [float(judge(r["question"], t, a)) for r, t, a in zip(rows, traces, answers, strict=True)]
                 )
 

@@ -226,10 +226,10 @@ def _split_metrics(
         if generations:
             rouge[i] = M.rouge_l(generations[rows[i]["question"]], rows[i]["answer"])["recall"]
     per[f"{split}_prob"] = prob
-    m[f"{split}_prob"] = _mean(prob)
+    m[f"{split}_prob"] = M.mean(prob)
     if first:
         per[f"{split}_accuracy"] = first
-        m[f"{split}_accuracy"] = _mean(first)  # not a Model Utility component (TOFU's MU has 9 fixed ones)
+        m[f"{split}_accuracy"] = M.mean(first)  # not a Model Utility component (TOFU's MU has 9 fixed ones)
     if ratio:
         per[f"{split}_truth_ratio"] = ratio
         agg = "closer_to_1" if split == "forget" else "true_better"
@@ -237,7 +237,7 @@ def _split_metrics(
     if generations:
         per[f"{split}_rouge"] = rouge
         per[f"{split}_generation"] = {i: generations[rows[i]["question"]] for i in items}
-        m[f"{split}_rouge"] = _mean(rouge)
+        m[f"{split}_rouge"] = M.mean(rouge)
     return ratio
 
 
@@ -382,7 +382,7 @@ def evaluate_tofu(
     es = {i: M.extraction_strength(content(ids["answer"], scores.is_argmax)) for i, ids in plan["forget"].items()}
     em = {i: M.exact_memorization(content(ids["answer"], scores.is_argmax)) for i, ids in plan["forget"].items()}
     per["extraction_strength"], per["exact_memorization"] = es, em
-    m["extraction_strength"], m["exact_memorization"] = _mean(es), _mean(em)
+    m["extraction_strength"], m["exact_memorization"] = M.mean(es), M.mean(em)
 
     # Membership inference: forget (members) vs holdout (non-members).
     if "holdout" in splits:
@@ -424,7 +424,3 @@ def evaluate_tofu(
     if reference is not None:
         _reference_metrics(result, reference, truth_ratios.get("forget"), mia_k)
     return result
-
-
-def _mean(values: Mapping[int, float]) -> float | None:
-    return sum(values.values()) / len(values) if values else None

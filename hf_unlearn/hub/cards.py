@@ -51,6 +51,15 @@ METRIC_NAMES = {
     "mia_zlib_auc": "MIA AUC (zlib)",
     "mia_min_k_auc": "MIA AUC (Min-K%)",
     "mia_min_k_plus_plus_auc": "MIA AUC (Min-K%++)",
+    "forget_nll": "Forget per-token NLL",
+    "forget_perplexity": "Forget perplexity",
+    "holdout_nll": "Holdout per-token NLL",
+    "holdout_perplexity": "Holdout perplexity",
+    "retain_nll": "Retain per-token NLL",
+    "retain_perplexity": "Retain perplexity",
+    "forget_verbmem_rouge_l_f1": "Forget verbatim memorisation (ROUGE-L F1)",
+    "holdout_verbmem_rouge_l_f1": "Holdout verbatim memorisation (ROUGE-L F1)",
+    "general_knowledge_accuracy": "General knowledge accuracy",
 }
 EVALUATION_DOCS = "https://github.com/hf-unlearn/hf_unlearn#evaluation"
 
@@ -152,6 +161,7 @@ def build_model_card(
     is_adapter: bool,
     forget_name: str,
     forget_size: int,
+    forget_documents: int | None = None,
     retain_name: str = "-",
     retain_size: int = 0,
     hyperparameters: Mapping[str, Any] | None = None,
@@ -175,8 +185,9 @@ def build_model_card(
     card's ``base_model`` metadata names the lineage's Hub root instead (a path is not a valid Hub reference), and
     the card says how to publish what the adapter needs; :func:`~hf_unlearn.hub.push_unlearned` rewrites it then.
 
-    ``datasets`` lists the Hub ids of the data the model was unlearned on (never a local file: it would name a path
-    and say nothing to a reader). ``license`` defaults to the base model's where known (:func:`base_license`).
+    ``forget_documents`` (when the forget set is documents split into ``forget_size`` blocks) is shown beside the
+    blocks. ``datasets`` lists the Hub ids of the data the model was unlearned on (never a local file: it would name
+    a path and say nothing to a reader). ``license`` defaults to the base model's where known (:func:`base_license`).
     ``eval_dataset`` is the ``model-index`` dataset type (a Hub id or a built-in name), ``eval_dataset_name`` its
     readable name. ``versions`` (shown name -> version) replaces the installed framework versions on the card.
     """
@@ -206,7 +217,11 @@ def build_model_card(
         eval_results=_eval_results(metrics or {}, eval_dataset, eval_dataset_name) or None,
         unlearning={
             "method": method,
-            "forget_set": {"name": forget_name, "size": forget_size},
+            "forget_set": {
+                "name": forget_name,
+                "size": forget_size,
+                **({"documents": forget_documents} if forget_documents else {}),
+            },
             "retain_set": {"name": retain_name, "size": retain_size},
             "hyperparameters": hyper,
         },
@@ -222,7 +237,11 @@ def build_model_card(
         lineage=describe_lineage(lineage) if lineage and lineage.get("steps") else None,
         load_section=load_section(repo_id=repo_id, base_model=base_model, is_adapter=is_adapter, local_base=local),
         forget_name=forget_name,
-        forget_size=forget_size,
+        forget_size=(
+            f"{forget_documents} documents in {forget_size} blocks"
+            if forget_documents and forget_documents != forget_size
+            else f"{forget_size} items"
+        ),
         retain_name=retain_name,
         retain_size=retain_size,
         hyperparameters=hyper,

@@ -33,9 +33,19 @@ class UnlearnScriptArguments:
     Parameters:
         method: a registered method (``hf_unlearn.registry.METHODS``): grad_ascent, grad_diff, npo, simnpo, idk_sft,
             idk_dpo, undial, wga, satimp, ceu, pdu.
-        dataset: ``fictitious-authors`` (built in, offline), ``tofu`` (``locuslab/TOFU``), ``muse-news`` /
-            ``muse-books`` (the raw MUSE corpora as text rows) - these need the Hub - or ``files``: local JSON-lines
-            files ``forget_path`` / ``retain_path`` in any data-layer schema (e.g. the access-gated WMDP corpora).
+        dataset_name: your data, as TRL's scripts name it: a Hub dataset id, a local file (``.jsonl``, ``.json``,
+            ``.csv``, ``.parquet``, ``.arrow``, ``.txt``) or a folder, read with ``datasets.load_dataset``; rows in
+            any TRL format (``text``, prompt/completion, ``messages``) or QA. Or a built-in name (as ``dataset``).
+        dataset_config, forget_split, retain_split, holdout_split: its configuration and splits (a file has one
+            split, ``train``).
+        forget_path, retain_path, holdout_path: files of their own (the same types), alone or with
+            ``dataset_name`` (e.g. a holdout file beside a Hub dataset).
+        holdout_from_forget: with your data and no holdout, hold this share of the forget rows back from unlearning
+            as the evaluation's holdout (seeded by ``seed``); they are text the model saw, so the evaluation then
+            reports how far unlearning moved the rest, not PrivLeak.
+        dataset: the older name: ``fictitious-authors`` (built in, offline), ``tofu`` (``locuslab/TOFU``),
+            ``muse-news`` / ``muse-books`` (the raw MUSE corpora as text rows) - these need the Hub - or ``files``
+            (``forget_path`` / ``retain_path``).
         num_authors, qa_per_author, forget_fraction, holdout_fraction, benchmark_seed: built-in benchmark size.
         tofu_split: TOFU forget split (``forget01``/``05``/``10``) when ``dataset=tofu``.
         callbacks: representation-level objectives to add (rmu, adaptive_rmu, attention_shifting).
@@ -53,8 +63,12 @@ class UnlearnScriptArguments:
             every trial. Uses the calibration's non-members.
         search_every, search_utility_weight: steps between the search's pruning reports; the utility weight of
             its objective.
-        evaluate: evaluate the unlearned model at the end (TOFU-style suite) and write ``results.json``.
+        evaluate: evaluate the unlearned model at the end and write ``results.json``: the TOFU-style suite on the
+            built-in benchmark, the ``documents`` suite on your data (:func:`~hf_unlearn.evaluate_documents`).
         reference_logs: the retain model's saved result, for Forget Quality and PrivLeak.
+        reference_model: your data: a model that never saw the forget set (e.g. a retain model), scored on the same
+            blocks for PrivLeak.
+        eval_max_blocks: your data: at most this many blocks per set in the evaluation (spread evenly).
         eval_robustness: also run the robustness attacks (:func:`~hf_unlearn.evaluation.evaluate_robustness`), write
             ``robustness.json`` (never uploaded: it holds forget questions) and add the card's "Robustness" section.
         robustness_reference_logs: the retain model's robustness result, for Forget Quality under each attack.
@@ -67,8 +81,23 @@ class UnlearnScriptArguments:
     dataset: str = field(
         default="fictitious-authors", metadata={"help": "fictitious-authors, tofu, muse-news, muse-books or files."}
     )
-    forget_path: str | None = field(default=None, metadata={"help": "dataset=files: forget rows (JSON lines)."})
-    retain_path: str | None = field(default=None, metadata={"help": "dataset=files: retain rows (JSON lines)."})
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Your data: a Hub dataset id, a file or a folder (or a built-in name)."}
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "dataset_name's configuration."})
+    forget_split: str = field(default="train", metadata={"help": "dataset_name's split to unlearn."})
+    retain_split: str | None = field(default=None, metadata={"help": "dataset_name's split to keep."})
+    holdout_split: str | None = field(
+        default=None, metadata={"help": "dataset_name's split of text the model never saw (for evaluation)."}
+    )
+    forget_path: str | None = field(default=None, metadata={"help": "Forget rows: a file (.jsonl, .csv, ...)."})
+    retain_path: str | None = field(default=None, metadata={"help": "Retain rows: a file."})
+    holdout_path: str | None = field(
+        default=None, metadata={"help": "Holdout rows: a file of text the model never saw (for evaluation)."}
+    )
+    holdout_from_forget: float = field(
+        default=0.0, metadata={"help": "No holdout: hold this share of the forget rows back, as the holdout."}
+    )
     num_authors: int = field(default=100, metadata={"help": "Built-in benchmark: authors."})
     qa_per_author: int = field(default=10, metadata={"help": "Built-in benchmark: QA per author."})
     forget_fraction: float = field(default=0.1, metadata={"help": "Built-in benchmark: forget authors."})
@@ -81,7 +110,7 @@ class UnlearnScriptArguments:
         default=False, metadata={"help": "Stop at the non-member level (ForgetTargetCallback); best weights restored."}
     )
     nonmember_path: str | None = field(
-        default=None, metadata={"help": "calibrate: non-member rows (JSON lines); built-in benchmark: generated."}
+        default=None, metadata={"help": "calibrate: non-member rows (a file); built-in benchmark: generated."}
     )
     calibration_metric: str = field(default="min_k", metadata={"help": "calibrate: min_k, loss or prob."})
     calibration_tolerance: float = field(default=0.1, metadata={"help": "calibrate: how close counts as reached."})
@@ -96,6 +125,10 @@ class UnlearnScriptArguments:
     search_utility_weight: float = field(default=1.0, metadata={"help": "search: weight of the utility terms."})
     evaluate: bool = field(default=True, metadata={"help": "Evaluate at the end and write results.json."})
     reference_logs: str | None = field(default=None, metadata={"help": "Retain model's saved result."})
+    reference_model: str | None = field(
+        default=None, metadata={"help": "Your data: a model that never saw the forget set, for PrivLeak."}
+    )
+    eval_max_blocks: int = field(default=100, metadata={"help": "Your data: blocks per set in the evaluation."})
     eval_robustness: bool = field(
         default=False, metadata={"help": "Also run the robustness attacks (relearning, 4-bit, prompts, probing)."}
     )
@@ -287,16 +320,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         "seed": script_args.benchmark_seed,
     }
     data = training_data(
-        script_args.dataset,
+        _data_source(script_args),
         benchmark=benchmark,
         tofu_split=script_args.tofu_split,
         forget_path=script_args.forget_path,
         retain_path=script_args.retain_path,
+        holdout_path=script_args.holdout_path,
+        dataset_config=script_args.dataset_config,
+        forget_split=script_args.forget_split,
+        retain_split=script_args.retain_split,
+        holdout_split=script_args.holdout_split,
+        holdout_from_forget=script_args.holdout_from_forget,
+        seed=training_args.seed,
     )
     forget, retain, eval_sets = data.forget, data.retain, data.eval_sets
+    if data.holdout_kind == "carved":
+        print(
+            f"[hf_unlearn] holdout: {len(data.holdout)} of {len(data.holdout) + len(forget)} forget rows held back "
+            "from unlearning (--holdout_from_forget); the model saw them, so the evaluation reports how far unlearning "
+            "moved the rest from text it still knows, not PrivLeak.",
+            flush=True,
+        )
     if script_args.eval_robustness and not (eval_sets and eval_sets.get("holdout")):  # refused before training
         raise ValueError(
-            f"--eval_robustness needs QA evaluation sets with holdout rows; dataset {script_args.dataset!r} has none "
+            f"--eval_robustness needs QA evaluation sets with holdout rows; dataset {data.name!r} has none "
             "(use fictitious-authors or tofu, or run hf-unlearn eval --suite robustness on the saved model)."
         )
 
@@ -318,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     nonmembers = None
     if script_args.calibrate or script_args.search_trials:
         nonmembers = calibration_nonmembers(
-            script_args.dataset, benchmark=benchmark, nonmember_path=script_args.nonmember_path
+            _data_source(script_args), benchmark=benchmark, nonmember_path=script_args.nonmember_path
         )
     if script_args.calibrate:
         calibration.append(
@@ -346,6 +393,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         callbacks=[*callbacks, *calibration],
     )
     _check_sharding(trainer)
+    for name, summary in trainer.data_summary.items():
+        if summary["documents"] and summary["blocks"] != summary["documents"] and trainer.is_world_process_zero():
+            print(
+                f"[hf_unlearn] {name}: {summary['documents']} documents → {summary['blocks']} blocks of ≤ "
+                f"{summary['max_length']} tokens",
+                flush=True,
+            )
     search = None
     if script_args.search_trials:  # every trial trains; the best one's trainer (and weights) is kept
         search = trainer.hyperparameter_search(
@@ -384,18 +438,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                 flush=True,
             )
     metrics = None
-    if script_args.evaluate and eval_sets is not None and trainer.is_world_process_zero():
-        eval_model = _evaluation_model(trainer, training_args.output_dir)
-        result = hu.evaluate_tofu(
-            eval_model,
-            tokenizer,
-            **eval_sets,
-            reference=script_args.reference_logs,
-            max_new_tokens=script_args.eval_max_new_tokens,
-        )
-        result.save(os.path.join(training_args.output_dir, "results.json"))
-        metrics = {k: v for k, v in result.metrics.items() if v is not None}
-        print(result.table(f"{trainer_cls._name} on {script_args.dataset}"))
+    if script_args.evaluate and trainer.is_world_process_zero():
+        result = _evaluate(trainer, tokenizer, data, script_args, training_args)
+        if result is not None:
+            result.save(os.path.join(training_args.output_dir, "results.json"))
+            metrics = {k: v for k, v in result.metrics.items() if v is not None}
+            print(result.table(f"{trainer_cls._name} on {data.name}"))
     robustness = None
     if script_args.eval_robustness and eval_sets is not None and trainer.is_world_process_zero():
         robustness = hu.evaluate_robustness(
@@ -408,13 +456,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             progress=True,
         )
         robustness.save(os.path.join(training_args.output_dir, "robustness.json"))
-    from hf_unlearn.sources import hub_dataset_ids
-
     card = {
         "metrics": metrics,
-        "forget_name": script_args.dataset,
+        "forget_name": data.name,
         "robustness": robustness,
-        "datasets": hub_dataset_ids(script_args.dataset),
+        "datasets": data.hub_ids,
+        "eval_dataset": data.name if data.user_data else None,
     }
     trainer.create_model_card(**card)
     if training_args.push_to_hub and trainer.is_world_process_zero():
@@ -423,6 +470,67 @@ def main(argv: Sequence[str] | None = None) -> None:
     rank = int(os.environ.get("RANK", "0"))
     print(f"[hf_unlearn] rank {rank}/{training_args.world_size} finished {state.global_step} steps", flush=True)
     _close_process_group()
+
+
+def _data_source(script_args) -> str:
+    """What to train on: ``dataset_name`` (TRL's name), else ``files`` when only ``forget_path`` is given, else the
+    older ``dataset``."""
+    if script_args.dataset_name:
+        if script_args.dataset not in ("fictitious-authors", script_args.dataset_name):
+            raise ValueError(
+                f"Give the data once: --dataset_name {script_args.dataset_name} or --dataset {script_args.dataset}, "
+                "not both (dataset_name is TRL's name for it)."
+            )
+        return script_args.dataset_name
+    if script_args.forget_path and script_args.dataset == "fictitious-authors":
+        return "files"
+    return script_args.dataset
+
+
+def _evaluate(trainer, tokenizer, data, script_args, training_args):
+    """The end-of-training evaluation: TOFU-style on a built-in benchmark, the documents suite on the user's data,
+    or ``None`` with one line saying why nothing was evaluated."""
+    import hf_unlearn as hu
+
+    if data.eval_sets is not None:
+        return hu.evaluate_tofu(
+            _evaluation_model(trainer, training_args.output_dir),
+            tokenizer,
+            **data.eval_sets,
+            reference=script_args.reference_logs,
+            max_new_tokens=script_args.eval_max_new_tokens,
+        )
+    if not data.user_data:
+        print(
+            f"[hf_unlearn] no evaluation: the recipe has no evaluation sets for {data.name}'s training rows; evaluate "
+            f"the output with `hf-unlearn eval --model {training_args.output_dir} --suite "
+            f"{'tofu' if data.name == 'tofu' else 'muse'} --dataset hub`.",
+            flush=True,
+        )
+        return None
+    if data.holdout is None:
+        print(
+            "[hf_unlearn] documents evaluation without a holdout: no membership inference or PrivLeak. Give text of "
+            "the same kind the model never saw (--holdout_split, --holdout_path), or --holdout_from_forget 0.1.",
+            flush=True,
+        )
+    reference_model = hu.load_model(script_args.reference_model)[0] if script_args.reference_model else None
+    return hu.evaluate_documents(
+        _evaluation_model(trainer, training_args.output_dir),
+        tokenizer,
+        forget=data.forget,
+        holdout=data.holdout,
+        retain=data.retain,
+        reference=script_args.reference_logs,
+        reference_model=reference_model,
+        holdout_kind=data.holdout_kind or "unseen",
+        max_length=training_args.max_length,
+        stride=training_args.document_stride,
+        max_blocks=script_args.eval_max_blocks,
+        answer_max_new_tokens=script_args.eval_max_new_tokens,
+        system_prompt=training_args.system_prompt,
+        progress=True,
+    )
 
 
 def _check_publishable(training_args, model_args) -> None:

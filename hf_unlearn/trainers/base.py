@@ -45,6 +45,7 @@ from trl.trainer.utils import use_adapter
 
 from ..callbacks.calibration import ForgetTargetCallback
 from ..data.collators import DataCollatorForUnlearning
+from ..data.documents import CHUNKING_MODES, chunk_documents
 from ..data.pairing import ForgetRetainDataset
 from ..data.tokenization import IGNORE_INDEX, tokenize_rows
 from ..layers import stop_after
@@ -124,6 +125,15 @@ class UnlearnConfigMixin:
             format `<think>\n{cot}\n</think>\n\n{answer}`. `"both"` trains the forget objective on trace and answer,
             `"answer"` on the answer only (the trace stays in the input as context), `"cot"` on the trace only;
             retain rows are always trained on both. `None` (default) keeps the plain question/answer format.
+        document_chunking (`str`, *optional*, defaults to `"per_document"`):
+            What happens to raw-text rows (documents) longer than `max_length`: `"per_document"` splits each into
+            consecutive blocks of at most `max_length` tokens (exact substrings, cut at word starts; nothing is
+            dropped), `"concatenate"` joins all documents with a blank line and cuts the whole into blocks
+            (open-unlearning's pre-training datasets, e.g. its MUSE recipes: parity), `"none"` truncates them (with
+            a warning counting the tokens lost). Chat rows are never split.
+        document_stride (`int`, *optional*, defaults to `0`):
+            Tokens of overlap between consecutive blocks of a document: the context a block starts with, not
+            trained again (like `stride` in `transformers` tokenizers).
 
         > Parameters that control publishing
 
@@ -151,6 +161,16 @@ class UnlearnConfigMixin:
             "help": "Reasoning format: train the forget objective on the trace + answer, the answer or the trace.",
             "choices": [None, "both", "answer", "cot"],
         },
+    )
+    document_chunking: str = field(
+        default="per_document",
+        metadata={
+            "help": "Documents longer than max_length: split into blocks, concatenate (open-unlearning) or truncate.",
+            "choices": list(CHUNKING_MODES),
+        },
+    )
+    document_stride: int = field(
+        default=0, metadata={"help": "Tokens of context a document's block repeats from the previous block."}
     )
 
     # TRL/transformers defaults changed for unlearning (the TOFU recipe of arXiv 2401.06121) and for CPUs.
@@ -417,7 +437,19 @@ class UnlearnTrainerMixin:
                 )
             processing_class = AutoTokenizer.from_pretrained(path)
         tokenizer = self._tokenizer_of(processing_class)
-        forget_input, retain_input = forget_rows, _as_rows(retain_dataset) if req.retain else None
+        # Documents longer than max_length become blocks (never a silent cut); objectives see the blocks too.
+        chunking = {"max_length": args.max_length, "stride": args.document_stride, "mode": args.document_chunking}
+        blocks = {"forget": chunk_documents(forget_rows, tokenizer, **chunking)}
+        forget_rows = blocks["forget"].rows
+        retain_rows = _as_rows(retain_dataset)
+        if retain_rows is not None:
+            blocks["retain"] = chunk_documents(retain_rows, tokenizer, **chunking)
+            retain_rows = blocks["retain"].rows
+        self.data_summary = {name: b.summary() for name, b in blocks.items()}
+        for name, b in blocks.items():
+            if b.split:
+                logger.info(b.describe(name))
+        forget_input, retain_input = forget_rows, retain_rows if req.retain else None
         if args.forget_target is not None:  # the reasoning format; objectives still see the source rows
             from ..data.reasoning import check_reasoning_template, reasoning_rows
 
@@ -431,7 +463,7 @@ class UnlearnTrainerMixin:
         # What a settings search needs to build one trainer per trial (hyperparameter_search).
         self._init_inputs = {
             "forget_rows": forget_rows,
-            "retain_rows": _as_rows(retain_dataset),
+            "retain_rows": retain_rows,
             "processing_class": processing_class,
             "callbacks": list(callbacks),
             "objectives": list(objectives or []),
@@ -933,6 +965,8 @@ class UnlearnTrainerMixin:
             "weight_decay",
             "warmup_steps",
             "precompute_ref_log_probs",
+            "document_chunking",
+            "document_stride",
         }
     )
 
@@ -997,6 +1031,7 @@ class UnlearnTrainerMixin:
             is_adapter=is_peft_model(self.accelerator.unwrap_model(self.model)),
             forget_name=kwargs.get("forget_name") or dataset_name or "forget set",
             forget_size=len(self.forget_dataset),
+            forget_documents=self.data_summary["forget"]["documents"],
             retain_name=kwargs.get("retain_name") or ("retain set" if self.retain_dataset is not None else "-"),
             retain_size=len(self.retain_dataset) if self.retain_dataset is not None else 0,
             hyperparameters=hyper,
