@@ -52,7 +52,7 @@ def target_dir(docs: dict[str, list[dict]]) -> Path:
     import hashlib
 
     from hf_unlearn.models import cache_root
-    from hf_unlearn.scripts.finetune import finetune
+    from hf_unlearn.trainers.finetune import finetune
 
     key = hashlib.sha256(json.dumps([docs["forget"], docs["retain"], FINETUNE], sort_keys=True).encode()).hexdigest()
     out = cache_root() / "documents" / key[:12] / "target"

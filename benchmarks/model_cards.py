@@ -13,7 +13,6 @@ results. These models are not on the Hub (no network here); the repo ids are the
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,33 +22,14 @@ CARDS = ROOT / "model_cards"
 REFERENCES = ("retain", "target")
 NAMESPACE = "hf-unlearn"
 
-# Representation-level and weight-space methods have no trainer class to carry their paper; their citations live here.
-CALLBACK_PAPERS = {
-    "rmu": (
-        "RMU",
-        "li2024wmdp",
-        "The WMDP Benchmark: Measuring and Reducing Malicious Use With Unlearning",
-        "2403.03218",
-    ),
-    "adaptive_rmu": (
-        "AdaptiveRMU",
-        "dang2025adaptive",
-        "On Effects of Steering Latent Representation for Large Language Model Unlearning",
-        "2408.06223",
-    ),
-    "attention_shifting": (
-        "AttentionShifting",
-        "tan2025wisdom",
-        "Wisdom is Knowing What not to Say: Hallucination-Free LLMs Unlearning via Attention Shifting",
-        "2510.17210",
-    ),
-    "task_vector": ("TaskVector", "ilharco2023editing", "Editing Models with Task Arithmetic", "2212.04089"),
-    "sta": (
-        "STA",
-        "tian2024beyond",
-        "Beyond Task Vectors: Selective Task Arithmetic Based on Importance Metrics",
-        "2411.16139",
-    ),
+# Representation-level and weight-space methods have no trainer class: their names on the cards (their papers are in
+# hf_unlearn.papers).
+CALLBACK_NAMES = {
+    "rmu": "RMU",
+    "adaptive_rmu": "AdaptiveRMU",
+    "attention_shifting": "AttentionShifting",
+    "task_vector": "TaskVector",
+    "sta": "STA",
 }
 FULL_MODELS = ("rmu", "adaptive_rmu", "task_vector", "sta")  # the benchmark trains LoRA adapters for the others
 NO_RETAIN_SET = ("grad_ascent", "undial", "ceu", "task_vector", "sta")  # methods that never read the retain split
@@ -58,26 +38,18 @@ NO_RETAIN_SET = ("grad_ascent", "undial", "ceu", "task_vector", "sta")  # method
 def _method_of(row: str) -> str:
     from hf_unlearn.registry import METHODS
 
-    known = [*METHODS, *CALLBACK_PAPERS]
+    known = [*METHODS, *CALLBACK_NAMES]
     return max((m for m in known if row == m or row.startswith(f"{m}_")), key=len)
 
 
 def _name_and_citation(method: str) -> tuple[str, str]:
+    from hf_unlearn.papers import PAPERS
     from hf_unlearn.registry import METHODS
 
     if method in METHODS:
         trainer = METHODS[method].trainer_class
         return trainer._name, trainer._paper["citation"]
-    name, key, title, arxiv = CALLBACK_PAPERS[method]
-    citation = textwrap.dedent(
-        f"""
-        @article{{{key},
-            title        = {{{{{title}}}}},
-            journal      = {{arXiv preprint arXiv:{arxiv}}},
-        }}
-        """
-    ).strip()
-    return name, citation
+    return CALLBACK_NAMES[method], PAPERS[method]["citation"]
 
 
 def render_cards() -> dict[str, str]:

@@ -43,7 +43,7 @@ from .evaluation import (
     rank_answers,
     score_sequences,
 )
-from .hub import build_model_card, load_unlearned, push_unlearned
+from .hub import build_model_card, push_unlearned
 from .models import (
     BUNDLED_MODEL_NAME,
     BundledModelMissingError,
@@ -54,6 +54,7 @@ from .models import (
 )
 from .objective import (
     LossTerm,
+    NonFiniteLossError,
     PrepareContext,
     SequenceLogps,
     StepContext,
@@ -63,11 +64,11 @@ from .objective import (
 )
 from .registry import METHODS, get_method
 from .search import SearchResult, search_settings
+from .unlearned import load_unlearned
 
 # Trainers import TRL (several seconds); load them on first use, as transformers does for its models. Every
 # registered method's Config and Trainer are public names.
 _LAZY = {f"{spec.prefix}{kind}": spec.module for spec in METHODS.values() for kind in ("Config", "Trainer")}
-_LAZY["NonFiniteLossError"] = "hf_unlearn.trainers.base"
 
 if TYPE_CHECKING:
     from .trainers import (
@@ -81,7 +82,6 @@ if TYPE_CHECKING:
         IdkDPOTrainer,
         IdkSFTConfig,
         IdkSFTTrainer,
-        NonFiniteLossError,
         NPOConfig,
         NPOTrainer,
         O3Config,

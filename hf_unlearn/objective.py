@@ -11,9 +11,23 @@ named loss terms from a public :class:`StepContext`. The trainer composes the li
    masks, traces); reference log-probs of ``reference_groups`` are added as columns ``<name>ref_logps`` once before
    training when the configuration allows it;
 3. **step** - one forward runs over the union of the groups the objectives read (forget and retain rows share it),
-   with every objective's hooks recording (:meth:`UnlearningObjective.capturing`); when no objective reads label
-   log-probs the forward stops after the deepest hooked layer. Each objective then returns
-   ``(terms, metrics)`` from :meth:`UnlearningObjective.loss_terms`.
+   with every objective's hooks recording (:meth:`UnlearningObjective.capturing`; what each yields reaches it as
+   :meth:`StepContext.capture_of`). Each objective then returns ``(terms, metrics)`` from
+   :meth:`UnlearningObjective.loss_terms`;
+4. **events and state** - :meth:`UnlearningObjective.after_step` / :meth:`~UnlearningObjective.after_epoch` after
+   each optimizer step / epoch (an :class:`EventContext`), and :meth:`~UnlearningObjective.state_dict` /
+   :meth:`~UnlearningObjective.load_state_dict` for what must survive a resume: the trainer saves every objective's
+   and callback's state in one checkpoint file (``hf_unlearn_state.safetensors``) and restores it bit for bit.
+
+**The forward rule** (:func:`forward_plan`, one place): the step's forward is
+
+* the *label forward* (policy log-probs at label positions; full logits for ``logits_groups``, label-position logits
+  for ``label_logits_groups``) when any objective declares ``logp_groups``, ``logits_groups`` or
+  ``label_logits_groups``;
+* otherwise a forward *stopped after the deepest hooked layer* when any objective hooks layers (``hooked_layers``);
+* otherwise none (objectives that run their own forwards through ``ctx.sequence_logps``).
+
+An objective that declares ``activation_groups`` must hook a layer, or its rows would run for nothing: refused.
 
 A term is a :class:`LossTerm`: a *sum* over rows or tokens of one group and the count that normalises it, so the
 trainer can divide by whole-accumulation-window counts and gradient accumulation stays exact. An objective that
@@ -39,17 +53,53 @@ from typing import Any, NamedTuple
 import torch
 
 __all__ = [
+    "EventContext",
+    "ForwardPlan",
     "LossTerm",
+    "NonFiniteLossError",
     "PrepareContext",
+    "Reference",
     "Requirements",
     "SequenceLogps",
     "StepContext",
     "TrainerBoundCallback",
     "UnlearningObjective",
     "check_objectives",
+    "declared_fields",
     "forward_groups",
+    "forward_plan",
+    "from_json_state",
+    "json_state",
     "requirements",
 ]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; training stops before that step's update."""
+
+
+def json_state(value: Any) -> torch.Tensor:
+    """A JSON-able value as a uint8 tensor, for a ``state_dict`` that must also carry numbers, lists or strings."""
+    import json
+
+    return torch.tensor(list(json.dumps(value).encode()), dtype=torch.uint8)
+
+
+def from_json_state(tensor: torch.Tensor) -> Any:
+    """The value :func:`json_state` stored."""
+    import json
+
+    return json.loads(bytes(tensor.tolist()).decode())
+
+
+def declared_fields(args: Any) -> list[str]:
+    """The fields hf_unlearn's config classes declare (a method's own parameters, ``beta``, ``forget_coeff``, ...),
+    base classes first, without those inherited from TRL or transformers."""
+    own: list[str] = []
+    for klass in reversed(type(args).__mro__):
+        if klass.__module__.startswith("hf_unlearn"):
+            own.extend(k for k in vars(klass).get("__annotations__", {}) if k not in own)
+    return own
 
 
 class LossTerm(NamedTuple):
@@ -79,6 +129,50 @@ class SequenceLogps:
     label_logits: torch.Tensor | None = None
 
 
+class Reference:
+    """The frozen reference policy, one public object: the explicit ``ref_model``, else (under PEFT) the model with
+    its adapter disabled, else the model itself (TRL's rule). ``owner`` is the trainer that knows how to run it
+    (hf_unlearn trainers implement ``reference_model``, ``reference_logps``, ``reference_logits`` and
+    ``reference_label_logits``); ``batch`` is the step's batch that group names refer to.
+
+    Every method takes a group of the batch (``"forget"``, ``"retain"``, ``"forget_idk"``, ...) or a mapping of rows
+    (``input_ids``, ``attention_mask``, ``labels``), and runs without gradient.
+    """
+
+    def __init__(self, owner: Any, model: Any, batch: Mapping[str, torch.Tensor] | None = None) -> None:
+        self._owner, self._model, self._batch = owner, model, batch or {}
+
+    def _rows(self, rows: str | Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        if isinstance(rows, str):
+            b = self._batch
+            return b[f"{rows}_input_ids"], b[f"{rows}_attention_mask"], b.get(f"{rows}_labels")
+        return rows["input_ids"], rows["attention_mask"], rows.get("labels")
+
+    def model(self) -> contextlib.AbstractContextManager:
+        """Context yielding the reference model to call (no activation checkpointing). Under full fine-tuning
+        without ``ref_model`` this is the policy itself: callers that need the initial weights keep frozen copies,
+        as :class:`~hf_unlearn.callbacks.RepresentationCallback` does."""
+        return self._owner.reference_model(self._model)
+
+    __call__ = model  # ``ctx.reference()`` yields the model, as before
+
+    def logps(self, rows: str | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Per-row summed reference log-probs of the labels: a group's precomputed column ``<group>_ref_logps`` when
+        the batch carries it, else one forward of the reference."""
+        if isinstance(rows, str) and f"{rows}_ref_logps" in self._batch:
+            return self._batch[f"{rows}_ref_logps"]
+        return self._owner.reference_logps(self._model, *self._rows(rows))
+
+    def logits(self, rows: str | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Full next-token logits ``(B, T, V)`` (cannot be precomputed)."""
+        ids, mask, _ = self._rows(rows)
+        return self._owner.reference_logits(self._model, ids, mask)
+
+    def label_logits(self, rows: str | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Float32 logits ``(N, V)`` at the label positions (rows as :attr:`SequenceLogps.label_logits`)."""
+        return self._owner.reference_label_logits(self._model, *self._rows(rows))
+
+
 @dataclass
 class PrepareContext:
     """What :meth:`UnlearningObjective.prepare` may use.
@@ -98,10 +192,8 @@ class PrepareContext:
     model: Any
     args: Any
     device: Any
+    reference: Reference | None = None
     _batches: Callable[[Any, int], Iterator[dict[str, torch.Tensor]]] | None = field(default=None, repr=False)
-    _reference_label_logits: Callable[[Mapping[str, torch.Tensor]], torch.Tensor] | None = field(
-        default=None, repr=False
-    )
 
     def batches(self, batch_size: int = 16) -> Iterator[dict[str, torch.Tensor]]:
         """The tokenised forget rows in order, collated (``input_ids``, ``attention_mask``, ``labels``), on the
@@ -110,8 +202,8 @@ class PrepareContext:
 
     def reference_label_logits(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Float32 logits ``(N, V)`` of the frozen reference at the label positions of ``batch`` (no gradient):
-        what a precomputing objective stores instead of a live teacher."""
-        return self._reference_label_logits(batch)
+        what a precomputing objective stores instead of a live teacher (``reference.label_logits(batch)``)."""
+        return self.reference.label_logits(batch)
 
 
 @dataclass
@@ -127,7 +219,9 @@ class StepContext:
         training: whether the model is in training mode (metrics are filed under ``train`` or ``eval``).
         slices: rows of each group in the step's shared forward (groups are concatenated along the batch).
         logps: policy label log-probs of every group of the shared forward (empty when the forward stopped early).
-        captured: what each objective's :meth:`~UnlearningObjective.capturing` context yielded, by objective.
+        reference: the frozen reference policy (:class:`Reference`), bound to this batch.
+        captured: what each objective's :meth:`~UnlearningObjective.capturing` context yielded, by ``id`` of the
+            objective; read it with :meth:`capture_of`.
     """
 
     model: Any
@@ -137,37 +231,28 @@ class StepContext:
     training: bool
     slices: dict[str, slice]
     logps: dict[str, SequenceLogps]
+    reference: Reference | None = None
     captured: dict[int, Any] = field(default_factory=dict)
-    _reference_logps: Callable[[str], torch.Tensor] | None = field(default=None, repr=False)
-    _reference_logits: Callable[[str], torch.Tensor] | None = field(default=None, repr=False)
-    _reference_label_logits: Callable[[str], torch.Tensor] | None = field(default=None, repr=False)
-    _reference: Callable[[], Any] | None = field(default=None, repr=False)
     _sequence_logps: Callable[[Sequence[str]], dict[str, SequenceLogps]] | None = field(default=None, repr=False)
     _forget_batches: Callable[[int], Iterator[dict[str, torch.Tensor]]] | None = field(default=None, repr=False)
     _stop: Callable[[], None] | None = field(default=None, repr=False)
 
+    def capture_of(self, objective: UnlearningObjective) -> Any:
+        """What ``objective``'s :meth:`~UnlearningObjective.capturing` context yielded during this step's forward."""
+        return self.captured[id(objective)]
+
     def reference_logps(self, group: str) -> torch.Tensor:
-        """Per-row summed reference log-probs of ``group``: the precomputed column when present, else one
-        no-grad forward of the reference."""
-        column = f"{group}_ref_logps"
-        if column in self.batch:
-            return self.batch[column].to(self.logps[group].logps if group in self.logps else torch.float32)
-        return self._reference_logps(group)
+        """``reference.logps(group)``: the precomputed column when present, else one no-grad reference forward."""
+        logps = self.reference.logps(group)
+        return logps.to(self.logps[group].logps if group in self.logps else torch.float32)
 
     def reference_logits(self, group: str) -> torch.Tensor:
-        """Full next-token logits of the reference on ``group`` (no gradient; cannot be precomputed)."""
-        return self._reference_logits(group)
+        """``reference.logits(group)``: full next-token logits of the reference (no gradient)."""
+        return self.reference.logits(group)
 
     def reference_label_logits(self, group: str) -> torch.Tensor:
-        """Float32 logits ``(N, V)`` of the reference at the label positions of ``group`` (no gradient; rows as
-        :attr:`SequenceLogps.label_logits`)."""
-        return self._reference_label_logits(group)
-
-    def reference(self) -> contextlib.AbstractContextManager:
-        """Context yielding the frozen reference model to call: the explicit ``ref_model``, else (under PEFT) the
-        model with its adapter disabled, else the model itself (callers that need the initial weights under full
-        fine-tuning keep frozen copies, as :class:`~hf_unlearn.callbacks.RepresentationCallback` does)."""
-        return self._reference()
+        """``reference.label_logits(group)``: float32 reference logits ``(N, V)`` at the label positions."""
+        return self.reference.label_logits(group)
 
     def sequence_logps(self, groups: Sequence[str]) -> dict[str, SequenceLogps]:
         """An extra policy forward over ``groups`` (for sequences that should not share the step's forward)."""
@@ -180,6 +265,39 @@ class StepContext:
     def request_stop(self) -> None:
         """Stop training at the end of this optimizer step (e.g. a collapse guard was reached)."""
         self._stop()
+
+
+@dataclass
+class EventContext:
+    """What :meth:`UnlearningObjective.after_step` and :meth:`~UnlearningObjective.after_epoch` may use.
+
+    Attributes:
+        args: the trainer's config.
+        step: optimizer steps done.
+        epoch: the (fractional) epoch reached.
+        training_rank_count: processes training together (1 without distribution).
+    """
+
+    args: Any
+    step: int
+    epoch: float
+    training_rank_count: int = 1
+    _reduce: Callable[[Sequence[float]], list[float]] | None = field(default=None, repr=False)
+    _log: Callable[[dict[str, float]], None] | None = field(default=None, repr=False)
+    _paired_retain_nll: Callable[[int], float] | None = field(default=None, repr=False)
+
+    def reduce_sum(self, *values: float) -> list[float]:
+        """``values`` summed over every training process (identical on all of them)."""
+        return self._reduce(values)
+
+    def log(self, logs: dict[str, float]) -> None:
+        """Log scalars through the trainer (every reporter), at this step."""
+        self._log(logs)
+
+    def paired_retain_nll(self, epoch: int) -> float:
+        """Token-mean retain NLL of the current model on the retain rows paired with the forget set in ``epoch``
+        (the same on every process)."""
+        return self._paired_retain_nll(epoch)
 
 
 class UnlearningObjective:
@@ -196,8 +314,8 @@ class UnlearningObjective:
     * ``reference_logits_groups``: groups whose full reference distributions it reads at every step.
     * ``reference_label_logits_groups``: groups whose reference logits at label positions it reads at every step.
     * ``activation_groups``: groups that must run through the forward for its hooks.
-    * ``hooked_layers``: decoder layers it hooks; with no ``logp_groups`` in the step the forward stops after the
-      deepest one.
+    * ``hooked_layers``: decoder layers it hooks; when no objective reads label outputs the forward stops after the
+      deepest one (the forward rule of the module docstring).
     """
 
     name: str = "objective"
@@ -210,6 +328,12 @@ class UnlearningObjective:
     reference_label_logits_groups: tuple[str, ...] = ()
     activation_groups: tuple[str, ...] = ()
     hooked_layers: tuple[int, ...] = ()
+
+    @classmethod
+    def from_config(cls, args: Any) -> UnlearningObjective:
+        """The objective with the settings of a method's config: a method's defaults live once, in its config
+        dataclass, and its trainer builds the objective from it (``objective_class``)."""
+        raise NotImplementedError(f"{cls.__name__} is not built from a config; construct it with its arguments.")
 
     @property
     def needs_reference(self) -> bool:
@@ -239,6 +363,26 @@ class UnlearningObjective:
     ) -> tuple[dict[str, LossTerm], dict[str, torch.Tensor | float]]:
         """Return ``(terms, metrics)``: named weighted :class:`LossTerm` sums and scalar metrics of this batch."""
         raise NotImplementedError
+
+    def after_step(self, ctx: EventContext) -> None:
+        """Called after every optimizer step (e.g. to update a dual variable from what ``loss_terms`` recorded).
+        Not ``on_step_end``: representation objectives are ``TrainerCallback`` s too, whose ``on_step_end`` takes the
+        Trainer's arguments."""
+
+    def after_epoch(self, ctx: EventContext) -> None:
+        """Called at the end of every epoch."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors that must survive a resume (a control vector, a dual variable): saved by the trainer with every
+        checkpoint, in one file for all objectives and callbacks."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state_dict` returned (called on resume, before the first step)."""
+
+    def card_entries(self) -> dict[str, Any]:
+        """What the model card records about this objective beyond its config (e.g. a measured constraint level)."""
+        return {}
 
     def describe(self) -> str:
         """How the objective is shown on model cards and in errors."""
@@ -298,10 +442,32 @@ def forward_groups(objectives: Sequence[UnlearningObjective]) -> tuple[str, ...]
     return _union(
         [
             *(o.logp_groups for o in objectives),
+            *(o.logits_groups for o in objectives),
             *(o.label_logits_groups for o in objectives),
             *(o.activation_groups for o in objectives),
         ]
     )
+
+
+@dataclass(frozen=True)
+class ForwardPlan:
+    """The step's forward, from the declarations (see the module docstring's forward rule): ``kind`` is
+    ``"labels"``, ``"truncated"`` (stopped after ``stop_after``) or ``"none"``, over ``groups``."""
+
+    kind: str
+    groups: tuple[str, ...]
+    stop_after: int | None = None
+
+
+def forward_plan(objectives: Sequence[UnlearningObjective]) -> ForwardPlan:
+    """The one rule that decides the step's forward (module docstring)."""
+    groups = forward_groups(objectives)
+    if any(o.logp_groups or o.logits_groups or o.label_logits_groups for o in objectives):
+        return ForwardPlan("labels", groups)
+    layers = [layer for o in objectives for layer in o.hooked_layers]
+    if layers:
+        return ForwardPlan("truncated", groups, max(layers))
+    return ForwardPlan("none", ())
 
 
 def requirements(objectives: Sequence[UnlearningObjective]) -> Requirements:
@@ -335,6 +501,12 @@ def check_objectives(
             "(e.g. RMUCallback) or set forget_coeff > 0."
         )
     req = requirements(objectives)
+    idle = [o.describe() for o in objectives if o.activation_groups and not o.hooked_layers]
+    if idle:
+        raise ValueError(
+            f"{', '.join(idle)} declare activation_groups but hook no layer (hooked_layers): their rows would run "
+            "through a forward that nothing reads. Declare the layers they hook, or logp_groups for label outputs."
+        )
     if req.retain and not has_retain:
         users = ", ".join(o.describe() for o in objectives if o.needs_retain)
         raise ValueError(

@@ -75,7 +75,7 @@ class References:
 
 
 def _settings(finetune_lr: float, lora: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The keyword arguments both :func:`~hf_unlearn.scripts.finetune.finetune` and its lineage step take."""
+    """The keyword arguments both :func:`~hf_unlearn.trainers.finetune.finetune` and its lineage step take."""
     return {"learning_rate": finetune_lr, "seed": _FINETUNE_SEED, "lora": None if lora is None else dict(lora)}
 
 
@@ -225,7 +225,7 @@ def reference_lineage(
 ) -> dict[str, dict]:
     """The lineages :func:`prepare_references` gives its retain and target models (known without building them)."""
     from .hub.lineage import extend_lineage
-    from .scripts.finetune import lineage_step
+    from .trainers.finetune import lineage_step
 
     options = {"general_replay": general_replay, "lora": lora, "finetune_lr": finetune_lr}
     cache = _cache_dir(bench, finetune_epochs, base_model, reasoning, **options)
@@ -281,7 +281,7 @@ def prepare_references(
     from .evaluation import builtin_tofu_splits
     from .evaluation import metrics as M
     from .hub.lineage import LINEAGE_FILE, write_lineage
-    from .scripts.finetune import finetune
+    from .trainers.finetune import finetune
 
     _check_general_replay(general_replay, reasoning)
     options = {"general_replay": general_replay, "lora": lora, "finetune_lr": finetune_lr}

@@ -40,8 +40,10 @@ import torch
 from transformers import TrainerCallback
 
 from .callbacks.calibration import ForgetTargetCallback
+from .data.loading import as_rows
 from .data.tokenization import tokenize_rows
 from .evaluation.scoring import score_sequences
+from .objective import NonFiniteLossError, declared_fields
 
 __all__ = ["SearchObjective", "SearchResult", "default_hp_space", "search_objective", "search_settings"]
 
@@ -198,6 +200,15 @@ class SearchResult:
             "trials": self.trials,
         }
 
+    def card_entry(self) -> str:
+        """One line for the model card of the chosen run: the search, its rule and the chosen settings."""
+        s = self.summary
+        chosen = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.best_params.items())
+        return (
+            f"optuna, {s['trials']} trials ({s['pruned']} pruned, {s['failed']} failed), minimising {s['rule']}; "
+            f"best trial {self.best_trial} (objective {self.best_value:.3f}): {chosen}"
+        )
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the search as JSON (atomically). It holds measurements and settings, no forget-set content."""
         from .atomic import atomic_write_text
@@ -210,8 +221,6 @@ def default_hp_space(trainer: Any) -> Callable[[Any], dict[str, Any]]:
     one, and ``retain_coeff`` where a retain term is trained, each log-uniform from a quarter to four times its set
     value. The length of training stays as configured: pruning and the objective decide between trials, and
     :class:`~hf_unlearn.callbacks.ForgetTargetCallback` among the trainer's callbacks stops each one."""
-    from .trainers.base import declared_fields
-
     a = trainer.args
     ranges = {"learning_rate": a.learning_rate}
     if "beta" in declared_fields(a) and getattr(a, "beta", 0):
@@ -291,8 +300,6 @@ def search_settings(
         raise ImportError(
             "The settings search needs optuna: pip install 'hf-unlearn[search]' (or pip install optuna)."
         ) from None
-    from .trainers.base import NonFiniteLossError, _as_rows
-
     if trainer.state.global_step > 0:
         raise ValueError(
             "This trainer has already trained; the search starts every trial from the starting weights, so create "
@@ -302,18 +309,18 @@ def search_settings(
         raise ValueError("The settings search runs in one process; launch it without accelerate/torchrun ranks.")
     if n_trials < 1 or every_n_steps < 1:
         raise ValueError(f"n_trials and every_n_steps must be >= 1, got {n_trials} and {every_n_steps}.")
-    inputs = trainer._init_inputs
+    inputs = trainer.init_inputs
     if any(o is not None for o in inputs["optimizers"]):
         raise ValueError("A search cannot reuse a given optimizer across trials; leave optimizers= unset.")
-    retain_rows = _as_rows(retain_dataset) if retain_dataset is not None else inputs["retain_rows"] or ()
-    tokenizer = trainer._tokenizer
+    retain_rows = as_rows(retain_dataset) if retain_dataset is not None else inputs["retain_rows"] or ()
+    tokenizer = trainer.text_tokenizer
     model = trainer.accelerator.unwrap_model(trainer.model)
     objective = SearchObjective(
         tokenizer,
         forget=inputs["forget_rows"],
-        nonmember=_as_rows(nonmember_dataset),
+        nonmember=as_rows(nonmember_dataset),
         retain=retain_rows,
-        general=_as_rows(general_dataset) or (),
+        general=as_rows(general_dataset) or (),
         metric=metric,
         utility_weight=utility_weight,
         system_prompt=trainer.args.system_prompt,
@@ -361,16 +368,7 @@ def search_settings(
                 raise ValueError(f"The search space names {key!r}, but no callback {owner} with an attribute {attr!r}.")
             setattr(match[0], attr, value)
         reporter = _TrialReporter(objective, trial, every_n_steps, compute)
-        trial_trainer = type(trainer)(
-            model,
-            args=args,
-            forget_dataset=inputs["forget_rows"],
-            retain_dataset=inputs["retain_rows"],
-            processing_class=inputs["processing_class"],
-            ref_model=trainer.ref_model,
-            callbacks=[*callbacks, reporter],
-            objectives=objectives,
-        )
+        trial_trainer = trainer.spawn(args=args, callbacks=[*callbacks, reporter], objectives=objectives)
         record: dict[str, Any] = {"trial": trial.number, "params": params, "state": "running"}
         records.append(record)
         began = time.perf_counter()
@@ -453,12 +451,6 @@ def search_settings(
     }
     best_trainer = state["trainer"]
     best_trainer.args.output_dir = base_args.output_dir
-    best_trainer.search_summary = {
-        **summary,
-        "best_trial": state["number"],
-        "best_value": state["best"],
-        "best_params": state["params"],
-    }
     return SearchResult(
         best_trial=state["number"],
         best_value=state["best"],

@@ -184,11 +184,16 @@ def test_state_survives_save_and_resume(chat_tokenizer, bench, tmp_path):
 
     full, _ = run(tmp_path / "a")
     _, cb_partial = run(tmp_path / "b", stop=2)
-    saved = load_file(os.path.join(tmp_path / "b" / "out" / "checkpoint-2", "hf_unlearn_rmu.safetensors"))
-    torch.testing.assert_close(saved["control_vector"], cb_partial.control_vector)
-    assert saved["coefficient"][0] == pytest.approx(float(cb_partial.constant))
+    # The trainer's one state file, for every objective and callback: the callback's entries carry its name.
+    saved = load_file(os.path.join(tmp_path / "b" / "out" / "checkpoint-2", "hf_unlearn_state.safetensors"))
+    assert sorted(saved) == [
+        "objective.0.AdaptiveRMUCallback/coefficient",
+        "objective.0.AdaptiveRMUCallback/control_vector",
+    ]
+    torch.testing.assert_close(saved["objective.0.AdaptiveRMUCallback/control_vector"], cb_partial.control_vector)
+    assert saved["objective.0.AdaptiveRMUCallback/coefficient"][0] == pytest.approx(float(cb_partial.constant))
     resumed, cb_resumed = run(tmp_path / "b", resume=str(tmp_path / "b" / "out" / "checkpoint-2"))
-    assert float(cb_resumed.constant) == pytest.approx(float(saved["coefficient"][0]))
+    assert float(cb_resumed.constant) == pytest.approx(float(cb_partial.constant))
     for (n, a), (_, b) in zip(full.model.named_parameters(), resumed.model.named_parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
 

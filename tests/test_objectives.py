@@ -185,3 +185,100 @@ def test_callbacks_touch_no_private_attribute_of_the_trainer_or_context(path):
         owner = node.value
         name = owner.id if isinstance(owner, ast.Name) else owner.attr if isinstance(owner, ast.Attribute) else ""
         assert name not in ("trainer", "ctx"), f"{path.name}: {name}.{node.attr}"
+
+
+def _declaring(**declared):
+    """An objective that declares exactly ``declared`` (class attributes of the protocol)."""
+    return type("Declaring", (UnlearningObjective,), {"loss_terms": lambda self, batch, ctx: ({}, {}), **declared})()
+
+
+@pytest.mark.parametrize(
+    "declared,kind,stop",
+    [
+        ({"logp_groups": ("forget",)}, "labels", None),
+        ({"label_logits_groups": ("forget",)}, "labels", None),  # once a crash on max() of no hooked layer
+        ({"logits_groups": ("retain",)}, "labels", None),
+        ({"logp_groups": ("forget",), "activation_groups": ("retain",), "hooked_layers": (1,)}, "labels", None),
+        ({"activation_groups": ("forget", "retain"), "hooked_layers": (1, 3)}, "truncated", 3),
+        ({}, "none", None),
+    ],
+)
+def test_one_rule_decides_the_forward(declared, kind, stop):
+    from hf_unlearn.objective import forward_plan
+
+    plan = forward_plan([_declaring(**declared)])
+    assert (plan.kind, plan.stop_after) == (kind, stop)
+    expected = [
+        g
+        for key in ("logp_groups", "logits_groups", "label_logits_groups", "activation_groups")
+        for g in declared.get(key, ())
+    ]
+    assert list(plan.groups) == (list(dict.fromkeys(expected)) if kind != "none" else [])
+
+
+def test_rows_run_for_nothing_are_refused():
+    with pytest.raises(ValueError, match="declare activation_groups but hook no layer"):
+        check_objectives(
+            [_declaring(activation_groups=("forget",))],
+            has_retain=False,
+            has_ref_model=False,
+            peft=False,
+            precompute=True,
+        )
+
+
+def test_a_new_method_in_one_short_file_trains_through_the_registry_and_the_recipe(
+    tmp_path, tiny_model_dir, monkeypatch
+):
+    """README's "Adding a method": tests/example_method.py (ME, arXiv:2410.08109) is under 80 lines and, with one
+    registry line, trains through the recipe; its term equals KL(uniform || p) averaged over the answer tokens."""
+    from hf_unlearn.registry import MethodSpec
+    from hf_unlearn.scripts.unlearn import main as recipe
+
+    from . import example_method as ex
+
+    source = Path(ex.__file__).read_text()
+    assert len(source.splitlines()) <= 80
+    monkeypatch.setitem(METHODS, "me", MethodSpec("me", "MaxEntropy", "tests.example_method", "tofu/grad_diff.yaml"))
+    cfg = tmp_path / "me.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "method": "me",
+                "dataset": "fictitious-authors",
+                "num_authors": 10,
+                "qa_per_author": 2,
+                "model_name_or_path": str(tiny_model_dir),
+                "output_dir": str(tmp_path / "run"),
+                "per_device_train_batch_size": 2,
+                "max_steps": 2,
+                "learning_rate": 1e-3,
+                "report_to": [],
+                "save_strategy": "no",
+                "evaluate": False,
+            }
+        )
+    )
+    recipe(["--config", str(cfg)])
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "method: ME" in card and "2410.08109" in card
+    # The term, against its formula on one batch of a fresh trainer.
+    bench = build_fictitious_authors(num_authors=10, qa_per_author=2)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    trainer = ex.MaxEntropyTrainer(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        args=ex.MaxEntropyConfig(output_dir=str(tmp_path / "t"), per_device_train_batch_size=2, report_to=[]),
+        forget_dataset=bench["forget"],
+        retain_dataset=bench["retain"],
+        processing_class=tok,
+    )
+    batch = first_batch(trainer)
+    trainer.model.train()  # metrics of a training step
+    trainer.compute_loss(trainer.model, batch)
+    logits = trainer.model(input_ids=batch["forget_input_ids"], attention_mask=batch["forget_attention_mask"]).logits
+    select = batch["forget_labels"][:, 1:] != -100
+    logp = torch.log_softmax(logits[:, :-1][select].float(), -1)
+    expected = (-torch.log(torch.tensor(float(logp.shape[-1]))) - logp.mean(-1)).mean()
+    assert trainer._metrics["train"]["loss/forget"][-1] == pytest.approx(float(expected), rel=1e-4)

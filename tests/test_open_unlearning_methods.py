@@ -2,7 +2,6 @@
 against open-unlearning's conventions, exact accumulation with their own normalisers, and PDU's dual variable
 (updates, automatic constraint level, resume). Tiny LlamaConfig models, offline."""
 
-import json
 import math
 
 import pytest
@@ -421,8 +420,12 @@ def test_pdu_resume_restores_the_dual_variable(chat_tokenizer, bench, tmp_path):
     partial = _trainer(PDUTrainer, PDUConfig, chat_tokenizer, bench, tmp_path / "b", **common)
     partial.add_callback(StopAtStep(2))
     partial.train()
-    state = json.loads((tmp_path / "b" / "out" / "checkpoint-2" / "trainer_state.json").read_text())
-    assert state["stateful_callbacks"]["_DualAscent"]["attributes"]["value"] == pytest.approx(partial.dual.value)
+    from safetensors.torch import load_file
+
+    state = load_file(tmp_path / "b" / "out" / "checkpoint-2" / "hf_unlearn_state.safetensors")
+    (key,) = state  # one stateful objective: the retain term that owns the dual variable
+    assert key.endswith("PDURetainObjective/dual")
+    assert state[key].tolist()[:2] == [pytest.approx(partial.dual.value), 1.0]  # lambda and "may update"
     resumed = _trainer(PDUTrainer, PDUConfig, chat_tokenizer, bench, tmp_path / "b", **common)
     resumed.train(resume_from_checkpoint=str(tmp_path / "b" / "out" / "checkpoint-2"))
     assert resumed.dual.value == pytest.approx(full.dual.value, rel=1e-6) and full.dual.value > 1.0

@@ -133,7 +133,7 @@ def test_self_replay_is_refused_for_reasoning_references(tiny_model_dir):
 
 
 def test_fact_replay_references_train_on_the_facts(tmp_path, monkeypatch, tiny_model_dir):
-    import hf_unlearn.scripts.finetune as finetune_module
+    import hf_unlearn.trainers.finetune as finetune_module
 
     monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path / "cache"))
     seen: dict[str, list[dict]] = {}

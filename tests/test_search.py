@@ -110,9 +110,9 @@ def test_search_runs_trials_from_the_same_start_and_keeps_the_best(chat_tokenize
         abs(m["auc"] - 0.5) + 0.5 * (max(0, 1 - m["retain_prob"] / result.baseline["retain_prob"]) + m["general_drop"]),
         abs=1e-6,
     )
-    # The best trainer saves the best model, with a card naming the search, into the original output folder.
+    # The best trainer saves the best model, with a card naming the search (passed in), into the original folder.
     result.trainer.save_model(str(tmp_path / "best"))
-    result.trainer.create_model_card()
+    result.trainer.create_model_card(search=result)
     card = (tmp_path / "run" / "README.md").read_text()
     assert "settings_search" in card and "3 trials (1 pruned, 0 failed)" in card
     result.save(tmp_path / "search.json")

@@ -254,8 +254,8 @@ class AttentionShiftingCallback(RepresentationCallback):
             with base as captured:
                 try:
                     yield captured
-                finally:
-                    self._policy_probs, self._recording = self._recording, None
+                finally:  # the attention probabilities of the hooked layers reach the loss with the captures
+                    captured["attention_probs"], self._recording = self._recording, None
 
         return ctx()
 
@@ -272,13 +272,14 @@ class AttentionShiftingCallback(RepresentationCallback):
             self._recording = None
 
     def loss_terms(self, batch, ctx):
+        probs = ctx.capture_of(self)["attention_probs"]
         terms, metrics = {}, {}
         f = ctx.slices["forget"]
         wf = batch["forget_input_ids"].shape[1]
         span = batch["forget_span_mask"][:, :wf].float()
         queries = (batch["forget_labels"][:, :wf] != IGNORE_INDEX).float()
         mass = torch.stack(
-            [(self._policy_probs[i][f, :, :wf, :wf] * span[:, None, None, :]).sum(-1).mean(1) for i in self.layers]
+            [(probs[i][f, :, :wf, :wf] * span[:, None, None, :]).sum(-1).mean(1) for i in self.layers]
         ).mean(0)  # (B_f, T): attention mass on fact tokens, averaged over layers and heads
         terms["as_suppress"] = LossTerm(self.suppress_coeff * (mass * queries).sum(), "forget", "tokens")
         metrics["as/fact_attention"] = (mass * queries).sum().detach() / queries.sum().clamp(min=1)
@@ -290,7 +291,7 @@ class AttentionShiftingCallback(RepresentationCallback):
             kls = []
             for i in self.layers:
                 p = frozen[i][:, :, :wr, :wr].float()
-                q = self._policy_probs[i][r, :, :wr, :wr].float()
+                q = probs[i][r, :, :wr, :wr].float()
                 kls.append((torch.xlogy(p, p) - torch.xlogy(p, q.clamp(min=1e-30))).sum(-1).mean(1))
             kl = torch.stack(kls).mean(0)
             terms["as_retain"] = LossTerm(self.retain_coeff * (kl * real).sum(), "retain", "positions")

@@ -146,7 +146,9 @@ class RepresentationCallback(TrainerCallback, UnlearningObjective):
 
     @contextlib.contextmanager
     def capturing(self, model: Any):
-        """Record activations during the forward(s) inside this context."""
+        """Record activations during the forward(s) inside this context; the dict it yields (``"output"``: layer
+        L's output, ``"first_input"``: the first trainable layer's input) reaches the loss as
+        ``ctx.capture_of(self)``."""
         if not self._handles:
             self._install(model)
         self._captured = {}
@@ -184,7 +186,7 @@ class RepresentationCallback(TrainerCallback, UnlearningObjective):
         if self._peft:
             with ctx.reference() as ref:
                 return self.layer_output(ref, input_ids, attention_mask)
-        args, kwargs = self._captured["first_input"]
+        args, kwargs = ctx.capture_of(self)["first_input"]
         layers = decoder_layers(ctx.model)
         hidden = args[0] if args else kwargs["hidden_states"]
         kwargs = {k: v for k, v in kwargs.items() if k != "hidden_states"}

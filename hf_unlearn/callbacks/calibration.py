@@ -23,7 +23,7 @@ from ..data.tokenization import tokenize_rows
 from ..evaluation import metrics as M
 from ..evaluation.mia import content_tokens
 from ..evaluation.scoring import score_sequences
-from ..objective import TrainerBoundCallback
+from ..objective import TrainerBoundCallback, from_json_state, json_state
 
 __all__ = ["ForgetTargetCallback", "nonmembers_needed"]
 
@@ -280,7 +280,8 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
         self._best_weights, self._trail = None, {}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._evaluate(state, model, control)
+        if state.global_step % self.every_n_steps == 0:  # step 0; a resume between two checks waits for the next
+            self._evaluate(state, model, control)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every_n_steps == 0:
@@ -291,6 +292,50 @@ class ForgetTargetCallback(TrainerCallback, TrainerBoundCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._evaluate(state, model, control)  # the final weights count too (skipped once stopped)
         self._restore(model, state.global_step)
+
+    # -- state (saved with checkpoints by hf_unlearn trainers) and card ----------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The evaluations so far, the best weights and those kept for a refinement: a resumed run stops, refines
+        and restores exactly as the uninterrupted one."""
+        meta = {
+            "history": self.history,
+            "best": self.best,
+            "stopped": self.stopped,
+            "refined": self.refined,
+            "last_step": self._last_step,
+            "seconds": self.seconds,
+            "refine_overshoot": self.refine_overshoot,
+        }
+        state = {"meta": json_state(meta)}
+        state.update({f"best.{name}": t for name, t in (self._best_weights or {}).items()})
+        for step, weights in self._trail.items():
+            state.update({f"trail.{step}.{name}": t for name, t in weights.items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        meta = from_json_state(state["meta"])
+        self.history, self.best, self.stopped = meta["history"], meta["best"], meta["stopped"]
+        self.refined, self._last_step, self.seconds = meta["refined"], meta["last_step"], meta["seconds"]
+        self.refine_overshoot = meta["refine_overshoot"]
+        best = {k.removeprefix("best."): v for k, v in state.items() if k.startswith("best.")}
+        self._best_weights = best or None
+        self._trail = {}
+        for key, value in state.items():
+            if key.startswith("trail."):
+                _, step, name = key.split(".", 2)
+                self._trail.setdefault(int(step), {})[name] = value
+
+    def card_entries(self) -> dict[str, str]:
+        """The stopping rule and where training stopped, for the model card."""
+        s = self.summary
+        return {
+            "calibrated_stopping": (
+                f"{s['rule']} with d = {s['distance']} ({s['metric']}) every {s['every_n_steps']} steps; "
+                f"{s['stopped']}, best step {s['best_step']}"
+                + (f" ({s['refined_evaluations']} refined evaluations)" if s["refined_evaluations"] else "")
+                + (f", weights of step {s['restored_step']} restored" if s["restored_step"] is not None else "")
+            )
+        }
 
     @property
     def summary(self) -> dict[str, Any]:

@@ -24,7 +24,6 @@ forward then stops right after layer L.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -35,7 +34,6 @@ from .base import RepresentationCallback
 
 __all__ = ["AdaptiveRMUCallback", "RMUCallback"]
 
-STATE_FILE = "hf_unlearn_rmu.safetensors"
 TOKEN_MASKS = ("attention", "labels", "all")
 REDUCTIONS = ("tokens", "rows")
 
@@ -58,8 +56,6 @@ class RMUCallback(RepresentationCallback):
         reduction: ``"tokens"`` (default: one mean over the batch's selected tokens) or ``"rows"`` (mean of per-row
             token means: open-unlearning's RMU, for parity).
     """
-
-    _state_file = STATE_FILE
 
     def __init__(
         self,
@@ -104,26 +100,6 @@ class RMUCallback(RepresentationCallback):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.control_vector = state["control_vector"].float()
 
-    def on_save(self, args, state, control, **kwargs):
-        from safetensors.torch import save_file
-
-        path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
-        if os.path.isdir(path) and state.is_world_process_zero:
-            save_file({k: v.detach().cpu() for k, v in self.state_dict().items()}, os.path.join(path, self._state_file))
-
-    def on_train_begin(self, args, state, control, model=None, **kwargs):
-        super().on_train_begin(args, state, control, model=model, **kwargs)
-        if state.global_step > 0:  # resuming: restore what the checkpoint saved
-            from safetensors.torch import load_file
-
-            path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}", self._state_file)
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"{type(self).__name__}: resuming at step {state.global_step} but {path} is missing; resume from a "
-                    "checkpoint written with this callback."
-                )
-            self.load_state_dict(load_file(path))
-
     # ------------------------------------------------------------------------------------------ loss
 
     def _mask(self, inputs, group: str, width: int) -> tuple[torch.Tensor, str]:
@@ -148,7 +124,7 @@ class RMUCallback(RepresentationCallback):
         return False
 
     def loss_terms(self, batch, ctx):
-        h_all = self._captured["output"]
+        h_all = ctx.capture_of(self)["output"]
         f = ctx.slices["forget"]
         width_f = batch["forget_input_ids"].shape[1]
         h_f = h_all[f, :width_f].float()
@@ -272,7 +248,7 @@ class AdaptiveRMUCallback(RMUCallback):
                 if self.coeff_mode == "dataset_mean":
                     self.constant = self._dataset_norm(ctx)
                 else:  # first batch of the (not yet updated) model, as the reference code does
-                    h = self._captured["output"][ctx.slices["forget"]][:, : forget_mask.shape[1]]
+                    h = ctx.capture_of(self)["output"][ctx.slices["forget"]][:, : forget_mask.shape[1]]
                     self.constant = self._mean_norm(h.detach(), forget_mask)
             norm = self.constant
         return self.beta * norm.to(forget_mask.device) * self.steering_coeff

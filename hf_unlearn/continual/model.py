@@ -405,7 +405,7 @@ class O3Model(torch.nn.Module):
         from peft import PeftModel
         from safetensors.torch import load_file
 
-        from ..hub.push import _load_plain
+        from ..hub.push import load_saved
         from ..models import load_tokenizer
 
         path = Path(directory)
@@ -417,7 +417,7 @@ class O3Model(torch.nn.Module):
         if found != n:
             raise ValueError(f"{path}: the manifest lists {n} requests but {found} detectors were found; re-save it.")
         if base is None:
-            model, tokenizer = _load_plain(path)
+            model, tokenizer = load_saved(path)
         else:
             model, tokenizer = PeftModel.from_pretrained(base, str(path)), load_tokenizer(path)
         if trainable:

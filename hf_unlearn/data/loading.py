@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FILE_TYPES", "load_rows", "source_name"]
+__all__ = ["FILE_TYPES", "as_rows", "load_rows", "source_name"]
 
 # file extension -> datasets builder
 FILE_TYPES = {
@@ -26,6 +26,21 @@ FILE_TYPES = {
     ".txt": "text",
     ".md": "text",
 }
+
+
+def as_rows(data: Any) -> list[dict[str, Any]] | None:
+    """Rows given to the Python API as a list of dicts: a ``datasets.Dataset`` or any sequence of mappings (``None``
+    stays ``None``). A path is refused with how to load it: the API takes rows, the recipe takes paths."""
+    if data is None:
+        return None
+    if isinstance(data, str | os.PathLike):
+        raise ValueError(
+            f"Got the path {str(data)!r} where rows are expected: load them first, e.g. "
+            "hf_unlearn.data.load_rows(path) or datasets.load_dataset('json', data_files=path)['train']."
+        )
+    if hasattr(data, "to_list"):  # datasets.Dataset
+        return data.to_list()
+    return list(data)
 
 
 def source_name(source: str | os.PathLike[str]) -> str:

@@ -24,6 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .refusals import IDK_RESPONSES, with_refusals
+from .tokenization import encode_qa
+
 __all__ = [
     "LESS_THINK",
     "THINK_CLOSE",
@@ -226,8 +229,6 @@ def reasoning_rows(
 
     Rows need ``cot`` (and ``idk_cot`` for ``"reasoned"``); a row without one is refused with what to do.
     """
-    from .idk import IDK_RESPONSES, with_refusals
-
     if target not in _TARGETS:
         raise ValueError(f"target must be one of {_TARGETS}, got {target!r}.")
     if idk not in _IDK:
@@ -271,8 +272,6 @@ def reasoning_rows(
 def check_reasoning_template(tokenizer: Any, *, system_prompt: str | None = None) -> None:
     """Raise when the tokenizer's chat template drops or rewrites ``<think>`` content in a final assistant turn
     (some reasoning templates strip it from history), which would make every trace objective train on nothing."""
-    from .tokenization import encode_qa
-
     probe = "Probe reasoning step seven."
     example = encode_qa(tokenizer, "Question?", format_reasoning(probe, "Answer."), system_prompt=system_prompt)
     labelled = [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != -100]

@@ -1,4 +1,5 @@
-"""Hub publishing: generated model cards with evaluation metadata, safe pushes, loading back."""
+"""Hub publishing: generated model cards with evaluation metadata, safe pushes, loading saved folders back
+(``hf_unlearn.load_unlearned`` loads any published result, continual ones included)."""
 
 from .cards import BUNDLED_HUB_ID, build_model_card
 from .push import (
@@ -6,7 +7,7 @@ from .push import (
     HubLoginRequiredError,
     HubPushError,
     hub_private,
-    load_unlearned,
+    load_saved,
     push_unlearned,
     require_token,
     sanitize_results,
@@ -19,7 +20,7 @@ __all__ = [
     "HubPushError",
     "build_model_card",
     "hub_private",
-    "load_unlearned",
+    "load_saved",
     "push_unlearned",
     "require_token",
     "sanitize_results",

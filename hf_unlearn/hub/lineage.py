@@ -2,10 +2,10 @@
 
 An unlearned adapter is often trained on a local fine-tune (the demo's target model lives in hf_unlearn's cache).
 Its ``adapter_config.json`` then names an absolute path that means nothing on another machine. The lineage file
-(``hf_unlearn_lineage.json``, written next to the weights by :func:`~hf_unlearn.scripts.finetune.finetune` and by
+(``hf_unlearn_lineage.json``, written next to the weights by :func:`~hf_unlearn.trainers.finetune.finetune` and by
 every hf_unlearn trainer's ``save_model``) records the chain without absolute paths, so that the card can name the
 real Hub base, :func:`~hf_unlearn.hub.push_unlearned` can publish what the adapter needs, and
-:func:`~hf_unlearn.hub.load_unlearned` can find a cached base again or say how to re-create it.
+:func:`~hf_unlearn.load_unlearned` can find a cached base again or say how to re-create it.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ __all__ = [
     "HubPushError",
     "feature_bank_detectors",
     "hub_private",
-    "load_unlearned",
+    "load_saved",
     "push_unlearned",
     "require_token",
     "sanitize_results",
@@ -293,7 +293,7 @@ def _local_base_dir(adapter: Path | str, base: str, lineage: dict) -> Path:
 
 def _save_merged(adapter: Path, out: Path) -> None:
     """The adapter merged into its base, saved as safetensors with the tokenizer."""
-    model, tokenizer = load_unlearned(adapter)
+    model, tokenizer = load_saved(adapter)
     merged = model.merge_and_unload()
     merged.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -346,36 +346,10 @@ def _upload_files(folder: Path) -> list[Path]:
     return sorted(set(files))
 
 
-def load_unlearned(repo_or_dir: str | os.PathLike[str], *, revision: str | None = None, **kwargs: Any):
-    """Load what :func:`push_unlearned` published (or a local output folder) as ``(model, tokenizer)``.
-
-    For an adapter, the base model is resolved from ``adapter_config.json`` (or the card's ``base_model``) and loaded
-    with :func:`~hf_unlearn.load_model`; the bundled model's Hub id maps to the offline copy. A continual-unlearning
-    folder (``o3_manifest.json``) loads as a routed :class:`~hf_unlearn.continual.O3Model`.
-
-    A Hub repository is read with one ``snapshot_download`` of the files a push uploads (cached like any Hub
-    download), so its file list answers what kind of repository it is. Authentication, network and "not found"
-    errors of the Hub surface as ``huggingface_hub`` raises them.
-    """
-    path = Path(repo_or_dir).expanduser()
-    on_hub = not path.is_dir()
-    if on_hub:
-        from huggingface_hub import snapshot_download
-
-        path = Path(snapshot_download(str(repo_or_dir), revision=revision, allow_patterns=[*ALLOWED_FILES, *O3_FILES]))
-    if (path / O3_FILES[0]).is_file():
-        from ..continual import O3Model
-
-        o3 = O3Model.from_pretrained(path)
-        return o3, o3.tokenizer
-    model, tokenizer = _load_plain(path, **kwargs)
-    if on_hub and not (path / "adapter_config.json").is_file():  # full weights name their repository, as by id
-        model.config._name_or_path = model.name_or_path = str(repo_or_dir)
-    return model, tokenizer
-
-
-def _load_plain(folder: str | os.PathLike[str], **kwargs: Any):
-    """A local folder: full weights, or an adapter on the base it names."""
+def load_saved(folder: str | os.PathLike[str], **kwargs: Any):
+    """``(model, tokenizer)`` of a local folder of full weights, or of an adapter on the base it names (found where
+    the adapter config names it, in this machine's hf_unlearn cache, or on the Hub); ``kwargs`` go to
+    :func:`~hf_unlearn.load_model`."""
     from huggingface_hub import ModelCard
 
     from ..models import is_bundled_model, load_model, load_tokenizer

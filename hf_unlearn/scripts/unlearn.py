@@ -195,7 +195,6 @@ LIBRARY_OUTPUTS = (
     "training_args.bin",
     "trainer_state.json",
     "forget_vs_utility.png",
-    "hf_unlearn_rmu.safetensors",
     "checkpoint-*",
     _FINAL_STAGING,
 )
@@ -462,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "robustness": robustness,
         "datasets": data.hub_ids,
         "eval_dataset": data.name if data.user_data else None,
+        "search": search,
     }
     trainer.create_model_card(**card)
     if training_args.push_to_hub and trainer.is_world_process_zero():

@@ -57,7 +57,7 @@ def reinforce(
     """Fine-tune ``target`` further on the forget rows (full fine-tuning): the "reinforced" model of MUSE's task
     vector recipe, whose difference from the target is the forget task's vector. Defaults are the MUSE baseline
     code's (lr 1e-5, 5 epochs); the folder is written atomically."""
-    from ..scripts.finetune import finetune
+    from ..trainers.finetune import finetune
 
     if Path(output_dir).resolve() == Path(target).resolve():
         raise ValueError("The reinforced model must go to another folder than the target.")

@@ -1,6 +1,7 @@
 """Output-level unlearning trainers: TRL trainer subclasses with a Config dataclass each (one file per method)."""
 
-from .base import NonFiniteLossError, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..objective import NonFiniteLossError
+from .base import UnlearnConfig, UnlearnConfigMixin, UnlearnTrainer, UnlearnTrainerMixin
 from .ceu import CEUConfig, CEUObjective, CEUTrainer
 from .grad_ascent import AscentObjective, GradAscentConfig, GradAscentTrainer, GradDiffConfig, GradDiffTrainer
 from .idk_dpo import IdkDPOConfig, IdkDPOObjective, IdkDPOTrainer
@@ -56,7 +57,9 @@ __all__ = [
     "UNDIALConfig",
     "UNDIALObjective",
     "UNDIALTrainer",
+    "UnlearnConfig",
     "UnlearnConfigMixin",
+    "UnlearnTrainer",
     "UnlearnTrainerMixin",
     "WGAConfig",
     "WGAObjective",

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
 import torch
-from trl import KTOConfig, KTOTrainer
 
 from ..data.tokenization import IGNORE_INDEX
 from ..objective import LossTerm, UnlearningObjective
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..papers import PAPERS
+from .base import UnlearnConfig, UnlearnTrainer
 from .losses import ceu_loss
 
 __all__ = ["CEUConfig", "CEUObjective", "CEUTrainer"]
 
 
 @dataclass
-class CEUConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
+class CEUConfig(UnlearnConfig):
     r"""Configuration for [`CEUTrainer`].
 
     The loss is the cross-entropy of the model against its own detached next-token distribution with the true
@@ -95,27 +94,14 @@ class CEUObjective(UnlearningObjective):
         return {"forget": LossTerm(self.coeff * per_token.sum(), "forget", "ceu_tokens")}, metrics
 
 
-class CEUTrainer(UnlearnTrainerMixin, KTOTrainer):
+class CEUTrainer(UnlearnTrainer):
     """Unlearning with the CE-U loss: cross-entropy towards the model's own distribution without the true token,
     on the forget answers; needs no reference model and, by default, no retain data."""
 
     config_class = CEUConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "ce-u"]
     _name = "CE-U"
-    _paper = {
-        "title": "CE-U: Cross Entropy Unlearning",
-        "id": "2503.01224",
-        "citation": textwrap.dedent(
-            """
-            @article{yang2025ceu,
-                title        = {{CE-U: Cross Entropy Unlearning}},
-                author       = {Bo Yang},
-                year         = 2025,
-                journal      = {arXiv preprint arXiv:2503.01224},
-            }
-            """
-        ).strip(),
-    }
+    _paper = PAPERS["ceu"]
 
     @classmethod
     def build_objectives(cls, args):

@@ -3,14 +3,13 @@ Yao et al. 2023, arXiv 2310.10683)."""
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
 import torch
-from trl import KTOConfig, KTOTrainer
 
 from ..objective import LossTerm, UnlearningObjective
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..papers import PAPERS
+from .base import UnlearnConfig, UnlearnTrainer
 
 __all__ = ["AscentObjective", "GradAscentConfig", "GradAscentTrainer", "GradDiffConfig", "GradDiffTrainer"]
 
@@ -28,7 +27,7 @@ class _AscentOptions:
 
 
 @dataclass
-class GradAscentConfig(UnlearnConfigMixin, _AscentOptions, KTOLossTypeGuard, KTOConfig):
+class GradAscentConfig(_AscentOptions, UnlearnConfig):
     r"""Configuration for [`GradAscentTrainer`].
 
     The loss is `-forget_coeff * NLL_bar(forget)`, the negated token-mean NLL of the forget answers (HF's own loss,
@@ -61,7 +60,7 @@ class GradAscentConfig(UnlearnConfigMixin, _AscentOptions, KTOLossTypeGuard, KTO
 
 
 @dataclass
-class GradDiffConfig(UnlearnConfigMixin, _AscentOptions, KTOLossTypeGuard, KTOConfig):
+class GradDiffConfig(_AscentOptions, UnlearnConfig):
     r"""Configuration for [`GradDiffTrainer`].
 
     The loss is `-forget_coeff * NLL_bar(forget) + retain_coeff * R`, with `R` the retain token-mean NLL
@@ -114,55 +113,27 @@ def _ascent(args) -> list[UnlearningObjective]:
     ]
 
 
-class GradAscentTrainer(UnlearnTrainerMixin, KTOTrainer):
+class GradAscentTrainer(UnlearnTrainer):
     """Unlearning by gradient ascent on the forget answers (no retain term, no reference)."""
 
     config_class = GradAscentConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "gradient-ascent"]
     _name = "GradAscent"
-    _paper = {
-        "title": "Knowledge Unlearning for Mitigating Privacy Risks in Language Models",
-        "id": "2210.01504",
-        "citation": textwrap.dedent(
-            """
-            @inproceedings{jang2023knowledge,
-                title        = {{Knowledge Unlearning for Mitigating Privacy Risks in Language Models}},
-                author       = {Joel Jang and Dongkeun Yoon and Sohee Yang and Sungmin Cha and Moontae Lee and
-                                Lajanugen Logeswaran and Minjoon Seo},
-                year         = 2023,
-                booktitle    = {Proceedings of the 61st Annual Meeting of the Association for Computational
-                                Linguistics},
-            }
-            """
-        ).strip(),
-    }
+    _paper = PAPERS["grad_ascent"]
 
     @classmethod
     def build_objectives(cls, args):
         return _ascent(args)
 
 
-class GradDiffTrainer(UnlearnTrainerMixin, KTOTrainer):
+class GradDiffTrainer(UnlearnTrainer):
     """Unlearning by gradient difference: ascend on the forget answers, descend on retain answers (or keep the
     retain distributions close to the reference with the KL variant)."""
 
     config_class = GradDiffConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "gradient-difference"]
     _name = "GradDiff"
-    _paper = {
-        "title": "Large Language Model Unlearning",
-        "id": "2310.10683",
-        "citation": textwrap.dedent(
-            """
-            @article{yao2023large,
-                title        = {{Large Language Model Unlearning}},
-                author       = {Yuanshun Yao and Xiaojun Xu and Yang Liu},
-                year         = 2023,
-                journal      = {arXiv preprint arXiv:2310.10683},
-            }
-            """
-        ).strip(),
-    }
+    _paper = PAPERS["grad_diff"]
 
     @classmethod
     def build_objectives(cls, args):

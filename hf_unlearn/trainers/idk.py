@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import textwrap
-
 from ..data.idk import refusal_columns
 from ..objective import UnlearningObjective
+from ..papers import PAPERS
 
 __all__ = ["TOFU_PAPER", "RefusalObjective"]
 
-TOFU_PAPER = {
-    "title": "TOFU: A Task of Fictitious Unlearning for LLMs",
-    "id": "2401.06121",
-    "citation": textwrap.dedent(
-        """
-        @inproceedings{maini2024tofu,
-            title        = {{TOFU: A Task of Fictitious Unlearning for LLMs}},
-            author       = {Pratyush Maini and Zhili Feng and Avi Schwarzschild and Zachary C. Lipton and
-                            J. Zico Kolter},
-            year         = 2024,
-            booktitle    = {First Conference on Language Modeling},
-        }
-        """
-    ).strip(),
-}
+TOFU_PAPER = PAPERS["tofu"]
 
 
 class RefusalObjective(UnlearningObjective):

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import KTOConfig, KTOTrainer
-
 from ..objective import LossTerm
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from .base import UnlearnConfig, UnlearnTrainer
 from .idk import TOFU_PAPER, RefusalObjective
 
 __all__ = ["IdkSFTConfig", "IdkSFTObjective", "IdkSFTTrainer"]
 
 
 @dataclass
-class IdkSFTConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
+class IdkSFTConfig(UnlearnConfig):
     r"""Configuration for [`IdkSFTTrainer`].
 
     The loss is `forget_coeff * NLL_bar(refusal | forget question) + retain_coeff * R`: plain supervised learning
@@ -55,7 +53,7 @@ class IdkSFTObjective(RefusalObjective):
         return terms, {"logps/forget_idk": idk.logps.detach().mean()}
 
 
-class IdkSFTTrainer(UnlearnTrainerMixin, KTOTrainer):
+class IdkSFTTrainer(UnlearnTrainer):
     """Unlearning by teaching the model to answer forget questions with a refusal instead of the fact."""
 
     config_class = IdkSFTConfig

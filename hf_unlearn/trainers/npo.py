@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
-from trl import KTOConfig, KTOTrainer
-
 from ..objective import LossTerm, UnlearningObjective
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..papers import PAPERS
+from .base import UnlearnConfig, UnlearnTrainer
 from .losses import npo_loss, npo_weights
 
 __all__ = ["NPOConfig", "NPOObjective", "NPOTrainer"]
 
 
 @dataclass
-class NPOConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
+class NPOConfig(UnlearnConfig):
     r"""Configuration for [`NPOTrainer`].
 
     The loss is `forget_coeff * L_NPO + retain_coeff * R` with
@@ -84,7 +82,7 @@ class NPOObjective(UnlearningObjective):
         return terms, metrics
 
 
-class NPOTrainer(UnlearnTrainerMixin, KTOTrainer):
+class NPOTrainer(UnlearnTrainer):
     """Unlearning with NPO: gradient ascent on the forget set, weighted by how much more likely the current model
     finds each forget answer than the reference, so forgotten samples stop pulling (bounded, slower collapse).
 
@@ -106,20 +104,7 @@ class NPOTrainer(UnlearnTrainerMixin, KTOTrainer):
     config_class = NPOConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "npo"]
     _name = "NPO"
-    _paper = {
-        "title": "Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning",
-        "id": "2404.05868",
-        "citation": textwrap.dedent(
-            """
-            @inproceedings{zhang2024negative,
-                title        = {{Negative Preference Optimization: From Catastrophic Collapse to Effective Unlearning}},
-                author       = {Ruiqi Zhang and Licong Lin and Yu Bai and Song Mei},
-                year         = 2024,
-                booktitle    = {First Conference on Language Modeling},
-            }
-            """
-        ).strip(),
-    }
+    _paper = PAPERS["npo"]
 
     @classmethod
     def build_objectives(cls, args):

@@ -3,38 +3,24 @@ Continual Unlearning", Gao et al., ICLR 2025, arXiv:2407.10223)."""
 
 from __future__ import annotations
 
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from trl import KTOConfig, KTOTrainer
 
 from ..continual.orthogonal import OrthogonalLoRAObjective
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..papers import PAPERS
+from .base import UnlearnConfig, UnlearnTrainer
 from .idk_sft import IdkSFTObjective
 
 __all__ = ["O3Config", "O3Trainer"]
 
-O3_PAPER = {
-    "title": "On Large Language Model Continual Unlearning",
-    "id": "2407.10223",
-    "citation": textwrap.dedent(
-        """
-        @inproceedings{gao2025o3,
-            title        = {{On Large Language Model Continual Unlearning}},
-            author       = {Chongyang Gao and Lixu Wang and Kaize Ding and Chenkai Weng and Xiao Wang and Qi Zhu},
-            year         = 2025,
-            booktitle    = {The Thirteenth International Conference on Learning Representations},
-        }
-        """
-    ).strip(),
-}
+O3_PAPER = PAPERS["o3"]
 
 
 @dataclass
-class O3Config(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
+class O3Config(UnlearnConfig):
     r"""Configuration for [`O3Trainer`] (one unlearning request).
 
     The loss is `forget_coeff * NLL_bar(refusal | forget question) + orthogonal_weight * O_t`, the O3 code's TOFU
@@ -69,7 +55,7 @@ class O3Config(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     learning_rate: float = field(default=2e-4, metadata={"help": "Learning rate (O3's TOFU LoRA setting)."})
 
 
-class O3Trainer(UnlearnTrainerMixin, KTOTrainer):
+class O3Trainer(UnlearnTrainer):
     """One O3 unlearning request: refusal NLL on the request's forget rows plus the orthogonality penalty against
     ``previous_lora_A`` (the snapshots of earlier requests, from
     [`~hf_unlearn.continual.lora_A_snapshot`]). Train a PEFT LoRA adapter (``peft_config=`` or a ``PeftModel``)."""

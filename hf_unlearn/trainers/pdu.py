@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import logging
-import textwrap
+import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
-from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState
-from trl import KTOConfig, KTOTrainer
 
 from ..data.tokenization import IGNORE_INDEX
-from ..objective import LossTerm, UnlearningObjective, log_from_callback
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..objective import LossTerm, UnlearningObjective
+from ..papers import PAPERS
+from .base import UnlearnConfig, UnlearnTrainer
 from .losses import logit_margin_loss
 
 __all__ = ["DualVariable", "PDUConfig", "PDUForgetObjective", "PDURetainObjective", "PDUTrainer"]
@@ -26,7 +23,7 @@ DUAL_UPDATES = ("step", "epoch")
 
 
 @dataclass
-class PDUConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
+class PDUConfig(UnlearnConfig):
     r"""Configuration for [`PDUTrainer`].
 
     PDU solves `min L_forget  s.t.  L_retain <= eps` by primal-dual descent: the loss is
@@ -161,8 +158,10 @@ class PDUForgetObjective(UnlearningObjective):
 
 
 class PDURetainObjective(UnlearningObjective):
-    """``lambda * (NLL_bar(retain) - eps)`` with the current dual variable; records the retain NLL for its
-    update."""
+    """``lambda * (NLL_bar(retain) - eps)`` with the current dual variable, which it owns: it records the retain NLL
+    of each step and ascends ``lambda`` after steps (``dual_update_upon="step"``) or epochs (``"epoch"``: the NLL of
+    the epoch's paired retain rows), once the warm-up epochs are done. ``lambda`` travels with checkpoints
+    (:meth:`state_dict`)."""
 
     name = "retain"
     needs_retain = True
@@ -184,61 +183,50 @@ class PDURetainObjective(UnlearningObjective):
         metrics = {"logps/retain": out.logps.detach().mean(), "pdu/dual": self.dual.value}
         return {"retain": LossTerm(total, "retain", "tokens")}, metrics
 
-
-class _DualAscent(TrainerCallback, ExportableState):
-    """Updates PDU's dual variable after optimizer steps or epochs; its value travels with checkpoints."""
-
-    def __init__(self, trainer: Any, dual: DualVariable) -> None:
-        self.trainer, self.dual = trainer, dual
-
-    def state(self) -> dict:
-        return {"args": {}, "attributes": {"value": self.dual.value, "can_update": self.dual.can_update}}
-
-    def _reduce(self, *values: float) -> list[float]:
-        t = torch.tensor(values, dtype=torch.float64, device=self.trainer.accelerator.device)
-        if self.trainer.accelerator.num_processes > 1:
-            t = self.trainer.accelerator.reduce(t, reduction="sum")
-        return t.tolist()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        nll_sum, tokens = self._reduce(self.dual.nll_sum, self.dual.tokens)
+    def after_step(self, ctx):
+        nll_sum, tokens = ctx.reduce_sum(self.dual.nll_sum, self.dual.tokens)
         self.dual.nll_sum = self.dual.tokens = 0.0
+        args = ctx.args
         if args.primal_dual and self.dual.can_update and args.dual_update_upon == "step" and tokens > 0:
             self.dual.ascend(nll_sum / tokens, args.dual_step_size)
 
-    def on_epoch_end(self, args, state, control, **kwargs):
-        if not args.primal_dual or state.epoch + 1e-6 < args.dual_warmup_epochs:
+    def after_epoch(self, ctx):
+        args = ctx.args
+        if not args.primal_dual or ctx.epoch + 1e-6 < args.dual_warmup_epochs:
             return
         self.dual.can_update = True
         if args.dual_update_upon == "epoch":
-            epoch = max(0, round(state.epoch) - 1)
-            self.dual.ascend(self.trainer.paired_retain_nll(epoch), args.dual_step_size)
-            log_from_callback(self.trainer, {"pdu/dual": self.dual.value})
+            self.dual.ascend(ctx.paired_retain_nll(max(0, round(ctx.epoch) - 1)), args.dual_step_size)
+            ctx.log({"pdu/dual": self.dual.value})
+
+    def state_dict(self):
+        values = [
+            self.dual.value,
+            float(self.dual.can_update),
+            float("nan") if self.dual.eps is None else self.dual.eps,
+        ]
+        return {"dual": torch.tensor(values, dtype=torch.float64)}
+
+    def load_state_dict(self, state):
+        value, can_update, eps = state["dual"].tolist()
+        self.dual.value, self.dual.can_update = value, bool(can_update)
+        self.dual.eps = None if math.isnan(eps) else eps
+
+    def card_entries(self):
+        if self.dual.eps is None:
+            return {}
+        # the constraint level used (measured when not given) and where the dual variable ended
+        return {"retain_loss_eps": round(self.dual.eps, 6), "final_dual_variable": round(self.dual.value, 6)}
 
 
-class PDUTrainer(UnlearnTrainerMixin, KTOTrainer):
+class PDUTrainer(UnlearnTrainer):
     """Unlearning as constrained optimisation: flatten the next-token distributions of the forget answers (logit
     margin to zero) subject to the retain NLL staying below ``eps``, solved by primal-dual descent."""
 
     config_class = PDUConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "pdu"]
     _name = "PDU"
-    _paper = {
-        "title": "Constrained Entropic Unlearning: A Primal-Dual Framework for Large Language Models",
-        "id": "2506.05314",
-        "citation": textwrap.dedent(
-            """
-            @article{entesari2025constrained,
-                title        = {{Constrained Entropic Unlearning: A Primal-Dual Framework for Large Language
-                                Models}},
-                author       = {Taha Entesari and Arman Hatami and Rinat Khaziev and Anil Ramakrishna and
-                                Mahyar Fazlyab},
-                year         = 2025,
-                journal      = {arXiv preprint arXiv:2506.05314},
-            }
-            """
-        ).strip(),
-    }
+    _paper = PAPERS["pdu"]
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -249,7 +237,7 @@ class PDUTrainer(UnlearnTrainerMixin, KTOTrainer):
         if self.args.retain_loss_eps is not None:
             self.dual.eps = float(self.args.retain_loss_eps)
         else:
-            initial = self._retain_nll(range(min(256, len(self.retain_dataset))))
+            initial = self.retain_nll(range(min(256, len(self.retain_dataset))))
             self.dual.eps = self.args.retain_loss_eps_factor * initial
             logger.info(
                 "PDU: retain NLL before training %.4g; constraint eps = %.4g x %.4g = %.4g.",
@@ -259,7 +247,6 @@ class PDUTrainer(UnlearnTrainerMixin, KTOTrainer):
                 self.dual.eps,
             )
         self.dual.can_update = self.args.dual_warmup_epochs == 0
-        self.add_callback(_DualAscent(self, self.dual))
 
     @classmethod
     def build_objectives(cls, args):
@@ -271,48 +258,3 @@ class PDUTrainer(UnlearnTrainerMixin, KTOTrainer):
         if args.retain_coeff <= 0 and not args.primal_dual:
             return own
         return [*own, PDURetainObjective(DualVariable(args.retain_coeff, args.retain_loss_eps))]
-
-    @torch.no_grad()
-    def _retain_nll(self, indices) -> float:
-        """Token-mean retain NLL of the current model on the retain rows ``indices`` (eval mode, no gradient)."""
-        table = self.retain_dataset.select(list(indices))
-        was_training = self.model.training
-        self.model.eval()
-        nll = tokens = 0.0
-        try:
-            for batch in self._table_batches(table, self.args.per_device_train_batch_size):
-                out = self.sequence_logps(self.model, {f"retain_{k}": v for k, v in batch.items()}, ["retain"])
-                nll -= float(out["retain"].logps.sum())
-                tokens += float(out["retain"].num_tokens.sum())
-        finally:
-            self.model.train(was_training)
-        return nll / max(tokens, 1.0)
-
-    def paired_retain_nll(self, epoch: int) -> float:
-        """Retain NLL of the current model on the retain rows paired with the forget set in ``epoch`` (the per-epoch
-        dual update; every rank computes it, so the dual variable stays identical across ranks)."""
-        pairs = self.train_dataset
-        indices = sorted({j for i in range(len(pairs)) for j in pairs.retain_indices(i, epoch)})
-        return self._retain_nll(indices)
-
-    def _card_hyperparameters(self) -> dict[str, Any]:
-        hyper = super()._card_hyperparameters()
-        if hasattr(self, "dual"):
-            hyper["retain_loss_eps"] = round(self.dual.eps, 6)  # the level used, measured when not given
-            hyper["final_dual_variable"] = round(self.dual.value, 6)
-        return hyper
-
-    def _load_callback_state(self) -> None:
-        """Restore the dual variable from the checkpoint (always, not only with
-        ``restore_callback_states_from_checkpoint``), then let the Trainer restore the other callbacks."""
-        saved = self.state.stateful_callbacks or {}
-        stored = saved.get(_DualAscent.__name__)
-        if stored and hasattr(self, "dual"):
-            attributes = (stored[-1] if isinstance(stored, list) else stored).get("attributes", {})
-            self.dual.value = float(attributes.get("value", self.dual.value))
-            self.dual.can_update = bool(attributes.get("can_update", self.dual.can_update))
-        self.state.stateful_callbacks = {k: v for k, v in saved.items() if k != _DualAscent.__name__}
-        try:
-            super()._load_callback_state()
-        finally:
-            self.state.stateful_callbacks = saved

@@ -3,31 +3,18 @@
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
 from trl import DPOConfig, DPOTrainer
 
+from ..papers import PAPERS
 from .base import UnlearnConfigMixin, UnlearnTrainerMixin
 from .idk_dpo import IdkDPOObjective
 from .idk_sft import IdkSFTObjective
 
 __all__ = ["ReasonedIDKConfig", "ReasonedIDKDPOObjective", "ReasonedIDKNLLObjective", "ReasonedIDKTrainer"]
 
-RTOFU_PAPER = {
-    "title": "R-TOFU: Unlearning in Large Reasoning Models",
-    "id": "2505.15214",
-    "citation": textwrap.dedent(
-        """
-        @article{yoon2025rtofu,
-            title        = {{R-TOFU: Unlearning in Large Reasoning Models}},
-            author       = {Sangyeon Yoon and Wonje Jeung and Albert No},
-            year         = 2025,
-            journal      = {arXiv preprint arXiv:2505.15214},
-        }
-        """
-    ).strip(),
-}
+RTOFU_PAPER = PAPERS["reasoned_idk"]
 _VARIANTS = ("reasoned", "direct", "answer")
 
 

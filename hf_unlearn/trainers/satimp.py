@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
-from trl import KTOConfig, KTOTrainer
-
 from ..objective import LossTerm, UnlearningObjective
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..papers import PAPERS
+from .base import UnlearnConfig, UnlearnTrainer
 from .losses import satimp_weights
 
 __all__ = ["SatImpConfig", "SatImpObjective", "SatImpTrainer"]
 
 
 @dataclass
-class SatImpConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
+class SatImpConfig(UnlearnConfig):
     r"""Configuration for [`SatImpTrainer`].
 
     The loss is `forget_coeff * mean_t [w_t * log p(y_t)] + retain_coeff * R`, with the detached weight
@@ -79,28 +77,14 @@ class SatImpObjective(UnlearningObjective):
         return {"forget": LossTerm(self.coeff * total, "forget", "tokens")}, metrics
 
 
-class SatImpTrainer(UnlearnTrainerMixin, KTOTrainer):
+class SatImpTrainer(UnlearnTrainer):
     """Unlearning by token-reweighted gradient ascent with saturation and importance weights, plus a retain NLL
     term."""
 
     config_class = SatImpConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "satimp"]
     _name = "SatImp"
-    _paper = {
-        "title": "Exploring Criteria of Loss Reweighting to Enhance LLM Unlearning",
-        "id": "2505.11953",
-        "citation": textwrap.dedent(
-            """
-            @inproceedings{yang2025exploring,
-                title        = {{Exploring Criteria of Loss Reweighting to Enhance LLM Unlearning}},
-                author       = {Puning Yang and Qizhou Wang and Zhuo Huang and Tongliang Liu and Chengqi Zhang and
-                                Bo Han},
-                year         = 2025,
-                booktitle    = {Forty-second International Conference on Machine Learning},
-            }
-            """
-        ).strip(),
-    }
+    _paper = PAPERS["satimp"]
 
     @classmethod
     def build_objectives(cls, args):

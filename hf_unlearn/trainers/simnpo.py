@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
-from trl import KTOConfig, KTOTrainer
-
 from ..objective import LossTerm, UnlearningObjective
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..papers import PAPERS
+from .base import UnlearnConfig, UnlearnTrainer
 from .losses import simnpo_loss
 
 __all__ = ["SimNPOConfig", "SimNPOObjective", "SimNPOTrainer"]
 
 
 @dataclass
-class SimNPOConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
+class SimNPOConfig(UnlearnConfig):
     r"""Configuration for [`SimNPOTrainer`].
 
     The loss is `forget_coeff * L_SimNPO + retain_coeff * R` with
@@ -92,28 +90,14 @@ class SimNPOObjective(UnlearningObjective):
         return terms, metrics
 
 
-class SimNPOTrainer(UnlearnTrainerMixin, KTOTrainer):
+class SimNPOTrainer(UnlearnTrainer):
     """Unlearning with SimNPO: NPO without a reference model, on the length-normalised forget NLL, so short and
     long answers are pushed alike and no reference bias favours already-forgotten samples."""
 
     config_class = SimNPOConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "simnpo"]
     _name = "SimNPO"
-    _paper = {
-        "title": "Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning",
-        "id": "2410.07163",
-        "citation": textwrap.dedent(
-            """
-            @article{fan2024simplicity,
-                title        = {{Simplicity Prevails: Rethinking Negative Preference Optimization for LLM Unlearning}},
-                author       = {Chongyu Fan and Jiancheng Liu and Licong Lin and Jinghan Jia and Ruiqi Zhang and Song
-                                Mei and Sijia Liu},
-                year         = 2024,
-                journal      = {arXiv preprint arXiv:2410.07163},
-            }
-            """
-        ).strip(),
-    }
+    _paper = PAPERS["simnpo"]
 
     @classmethod
     def build_objectives(cls, args):

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import textwrap
 from dataclasses import dataclass, field
 
 import torch
-from trl import KTOConfig, KTOTrainer
 
 from ..data.tokenization import IGNORE_INDEX
 from ..objective import LossTerm, UnlearningObjective
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..papers import PAPERS
+from .base import UnlearnConfig, UnlearnTrainer
 from .losses import soft_cross_entropy, undial_teacher_logits
 
 __all__ = ["UNDIALConfig", "UNDIALObjective", "UNDIALTrainer"]
@@ -20,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class UNDIALConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
+class UNDIALConfig(UnlearnConfig):
     r"""Configuration for [`UNDIALTrainer`].
 
     The forget loss is the cross-entropy of the model against `softmax(z_ref - beta * onehot(y))` at every answer
@@ -195,7 +194,7 @@ class UNDIALObjective(UnlearningObjective):
         return {"forget": LossTerm(self.coeff * per_token.sum(), "forget", "tokens")}, metrics
 
 
-class UNDIALTrainer(UnlearnTrainerMixin, KTOTrainer):
+class UNDIALTrainer(UnlearnTrainer):
     """Unlearning by self-distillation with adjusted logits: the model is distilled towards its own initial
     next-token distribution with the memorised token's logit lowered by ``beta``. The target is fixed, so unlike
     gradient ascent the loss is bounded and training does not collapse.
@@ -206,23 +205,7 @@ class UNDIALTrainer(UnlearnTrainerMixin, KTOTrainer):
     config_class = UNDIALConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "undial"]
     _name = "UNDIAL"
-    _paper = {
-        "title": "UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning in Large Language Models",
-        "id": "2402.10052",
-        "citation": textwrap.dedent(
-            """
-            @inproceedings{dong2025undial,
-                title        = {{UNDIAL: Self-Distillation with Adjusted Logits for Robust Unlearning in Large
-                                Language Models}},
-                author       = {Yijiang River Dong and Hongzhou Lin and Mikhail Belkin and Ramon Huerta and
-                                Ivan Vuli{\\'c}},
-                year         = 2025,
-                booktitle    = {Proceedings of the 2025 Conference of the Nations of the Americas Chapter of the
-                                Association for Computational Linguistics},
-            }
-            """
-        ).strip(),
-    }
+    _paper = PAPERS["undial"]
 
     @classmethod
     def build_objectives(cls, args):

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass, field
 
-from trl import KTOConfig, KTOTrainer
-
 from ..objective import LossTerm, UnlearningObjective
-from .base import KTOLossTypeGuard, UnlearnConfigMixin, UnlearnTrainerMixin
+from ..papers import PAPERS
+from .base import UnlearnConfig, UnlearnTrainer
 from .losses import wga_weights
 
 __all__ = ["WGAConfig", "WGAObjective", "WGATrainer"]
 
 
 @dataclass
-class WGAConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
+class WGAConfig(UnlearnConfig):
     r"""Configuration for [`WGATrainer`].
 
     The loss is `forget_coeff * mean_t [w_t * log p(y_t)] + retain_coeff * R`, with the detached weight
@@ -68,28 +66,14 @@ class WGAObjective(UnlearningObjective):
         return {"forget": LossTerm(self.coeff * total, "forget", "tokens")}, metrics
 
 
-class WGATrainer(UnlearnTrainerMixin, KTOTrainer):
+class WGATrainer(UnlearnTrainer):
     """Unlearning by weighted gradient ascent: token-level ascent on the forget answers, each token weighted by its
     current probability, with a retain NLL term (GradDiff's form)."""
 
     config_class = WGAConfig
     _tag_names = ["trl", "hf_unlearn", "unlearning", "wga"]
     _name = "WGA"
-    _paper = {
-        "title": "Rethinking LLM Unlearning Objectives: A Gradient Perspective and Go Beyond",
-        "id": "2502.19301",
-        "citation": textwrap.dedent(
-            """
-            @inproceedings{wang2025rethinking,
-                title        = {{Rethinking LLM Unlearning Objectives: A Gradient Perspective and Go Beyond}},
-                author       = {Qizhou Wang and Jin Peng Zhou and Zhanke Zhou and Saebyeol Shin and Bo Han and
-                                Kilian Q. Weinberger},
-                year         = 2025,
-                booktitle    = {The Thirteenth International Conference on Learning Representations},
-            }
-            """
-        ).strip(),
-    }
+    _paper = PAPERS["wga"]
 
     @classmethod
     def build_objectives(cls, args):
