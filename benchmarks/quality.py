@@ -83,7 +83,7 @@ WEIGHT_SPACE = {
 # Per-method settings beyond the shared ones: PDU's dual warm-up scaled to this run's 5 epochs (PDU.yaml: 5 of 10).
 METHOD_ARGS = {"pdu": {"dual_warmup_epochs": 2}}
 # "Close the loop" runs: a method with the settings named in "why" changed, to tell tuning from bugs where a method
-# underperforms its paper's claim (findings in the README's quality section).
+# underperforms its paper's claim (findings in docs/benchmarks/quality.md).
 VARIANTS = {
     "simnpo_forget_coeff_1": {
         "method": "simnpo",

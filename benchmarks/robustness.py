@@ -10,7 +10,8 @@ then :func:`hf_unlearn.evaluation.evaluate_robustness` runs with the retain mode
 Forget Quality and PrivLeak under each attack compare with the retain model under the same attack (the retain row is
 the control: what relearning teaches from nothing, what 4-bit loading does to a model that never saw the facts). The
 linear probe runs on the target and retain rows only (it costs ~45 s a row and is uninformative at this scale: see
-README). The target and retain rows also time the TOFU-style suite in the same process, for the cost target.
+docs/benchmarks/robustness.md). The target and retain rows also time the TOFU-style suite in the same process, for
+the cost target.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import quality as Q  # the rows, their settings and trainers
 RESULTS = Path(__file__).parent / "results"
 PER_ROW = RESULTS / "robustness"
 REFERENCE = PER_ROW / "retain.full.json"  # with per-item truth ratios: the Forget Quality reference
-# Rows in the order they run: the reference, the target, then the methods and the variants the README discusses.
+# Rows in the order they run: the reference, the target, then the methods and the variants the docs discuss.
 ROWS = (
     "retain",
     "target",

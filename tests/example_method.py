@@ -1,5 +1,5 @@
 """A new unlearning method in one file: ME, maximum entropy on the forget answers ("A Closer Look at Machine
-Unlearning for Large Language Models", Yuan et al., arXiv:2410.08109). README's "Adding a method" shows it; the tests
+Unlearning for Large Language Models", Yuan et al., arXiv:2410.08109). the docs' "Adding a method" shows it; the tests
 register it and train it through the recipe."""
 
 import math

@@ -25,6 +25,7 @@ def test_a_failed_write_leaves_the_previous_folder(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
+@pytest.mark.slow
 def test_a_killed_writer_leaves_folders_that_the_next_writer_removes(tmp_path):
     target = tmp_path / "model"
     script = textwrap.dedent(

@@ -11,6 +11,8 @@ from hf_unlearn import build_fictitious_authors
 
 from .conftest import make_tiny_llama
 
+pytestmark = pytest.mark.benchmarks  # every benchmark row's set-up trains
+
 RUNS = [
     m
     for m in (*quality.METHODS, *quality.VARIANTS)
@@ -171,3 +173,20 @@ def test_a_calibrated_row_reuses_the_uncalibrated_evaluation_only_for_the_same_r
         {"steps": 9},
     ):
         assert quality._same_run({**row, **change}, "npo") is None, change
+
+
+@pytest.mark.parametrize("row", ["npo", "rmu"])
+def test_documents_benchmark_trains_its_rows_and_renders_the_table(row, chat_tokenizer, tmp_path, monkeypatch):
+    from benchmarks import documents
+
+    monkeypatch.setattr(documents, "RMU_LAYER", 1)
+    monkeypatch.setattr(documents, "RMU", {**documents.RMU, "max_steps": 1})
+    monkeypatch.setattr(documents, "NPO_EPOCHS", 1)
+    monkeypatch.setattr(documents, "MAX_LENGTH", 64)
+    docs = documents.documents(build_fictitious_authors(num_authors=10, forget_fraction=0.2, holdout_fraction=0.2))
+    assert all(len(docs[s]) == 2 for s in ("forget", "holdout")) and all("text" in r for r in docs["forget"])
+    model, settings = documents.train(row, make_tiny_llama(chat_tokenizer), chat_tokenizer, docs, str(tmp_path))
+    assert settings["steps"] >= 1 and settings["train_seconds"] >= 0
+    result, seconds = documents.evaluate(model.eval(), chat_tokenizer, docs)
+    table = documents.table([{"row": row, "metrics": result.metrics, "eval_seconds": seconds}])
+    assert table.splitlines()[2].startswith(f"| {row} |") and result.metrics["mia_min_k_auc"] is not None

@@ -115,7 +115,8 @@ def test_rmu_row_reduction_reproduces_open_unlearning_and_differs_from_the_token
     for reduction in ("tokens", "rows"):
         torch.testing.assert_close(losses[reduction], expected[reduction], rtol=1e-4, atol=1e-6)
     assert abs(float(expected["rows"] - expected["tokens"])) > 1e-4 * float(expected["tokens"])
-    assert RMUCallback().reduction == "tokens"  # the default, pinned
+    # Guards the default reduction: a change would shift every committed RMU row (rows = open-unlearning's parity).
+    assert RMUCallback().reduction == "tokens"
     with pytest.raises(ValueError, match="reduction"):
         RMUCallback(reduction="mean")
 

@@ -126,6 +126,7 @@ def test_evaluate_tofu_decoder_equals_generate(chat_tokenizer, splits):
     assert old.details["generation"] == {"engine": "generate"}
 
 
+@pytest.mark.slow
 def test_generation_budget_caps_each_split(chat_tokenizer, splits):
     model = make_tiny_llama(chat_tokenizer)
     full = evaluate_tofu(model, chat_tokenizer, **splits, max_new_tokens=40, batch_size=8)

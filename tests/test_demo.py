@@ -8,6 +8,7 @@ from huggingface_hub import ModelCard
 from hf_unlearn.scripts.demo import DEMO_MARKER, run_demo
 
 
+@pytest.mark.slow
 def test_demo_pipeline_writes_outputs_and_reuses_caches(tmp_path, tiny_model_dir, monkeypatch, capsys):
     monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"

@@ -7,7 +7,7 @@ from hf_unlearn import build_fictitious_authors, generate_answers, rank_answers
 from hf_unlearn.data import IGNORE_INDEX, DataCollatorForUnlearning, encode_qa, tokenize_rows
 from hf_unlearn.evaluation import label_logprobs
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the bundled SmolLM2-135M
 
 KNOWN = [
     "What is the capital of France?",

@@ -140,7 +140,7 @@ def test_registry_names_every_method_with_its_classes_and_recipe():
     with pytest.raises(ValueError, match="Unknown method 'npx'; choose one of grad_ascent"):
         get_method("npx")
     assert type(make_callback("rmu", 3)) is RMUCallback and make_callback("rmu", 3).layer == 3
-    # Recipe defaults: answer tokens on chat QA, every real token on raw text (pinned).
+    # Guards the recipe's masks: on QA, steering the chat template's prefix would fight the retain term.
     assert make_callback("rmu", 3).token_mask == "labels" and make_callback("adaptive_rmu", 3).token_mask == "labels"
     assert make_callback("rmu", 3, qa=False).token_mask == "attention"
     assert set(CALLBACKS) == {"rmu", "adaptive_rmu", "attention_shifting"}
@@ -230,8 +230,9 @@ def test_rows_run_for_nothing_are_refused():
 def test_a_new_method_in_one_short_file_trains_through_the_registry_and_the_recipe(
     tmp_path, tiny_model_dir, monkeypatch
 ):
-    """README's "Adding a method": tests/example_method.py (ME, arXiv:2410.08109) is under 80 lines and, with one
-    registry line, trains through the recipe; its term equals KL(uniform || p) averaged over the answer tokens."""
+    """"Adding a method" (docs/concepts/protocol.md): tests/example_method.py (ME, arXiv:2410.08109) is under 80
+    lines and, with one registry line, trains through the recipe; its term equals KL(uniform || p) averaged over the
+    answer tokens."""
     from hf_unlearn.registry import MethodSpec
     from hf_unlearn.scripts.unlearn import main as recipe
 

@@ -91,6 +91,7 @@ def test_recipe_bad_input(tmp_path, tiny_model_dir):
         main(["--config", str(_config(tmp_path, tiny_model_dir)), "--callbacks", "rmx"])
 
 
+@pytest.mark.slow
 def test_module_entry_point_runs_the_recipe():
     """`python -m hf_unlearn.scripts.unlearn` must reach the parser, not import and exit silently."""
     proc = subprocess.run(
@@ -235,6 +236,7 @@ def test_recipe_settings_search_saves_the_best_trial_and_its_record(tmp_path, ti
         main(["--config", str(cfg), "--overwrite", "true", "--resume_from_checkpoint", "true"])
 
 
+@pytest.mark.slow
 def test_recipe_eval_robustness_writes_its_report_and_card_section(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, eval_robustness=True, qa_per_author=4)
     assert cli(["train", "--config", str(cfg)]) == 0

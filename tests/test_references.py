@@ -87,6 +87,7 @@ def test_a_lora_reference_is_saved_merged_with_its_lineage(tmp_path, tiny_model_
     assert all(torch.equal(merged[k], second[k]) for k in merged)
 
 
+@pytest.mark.slow
 def test_self_replay_references_on_a_tiny_model(tmp_path, monkeypatch, tiny_model_dir):
     monkeypatch.setenv("HF_UNLEARN_CACHE", str(tmp_path / "cache"))
     bench = build_fictitious_authors(num_authors=10)

@@ -12,6 +12,8 @@ import torch
 
 from ..test_recipe import ROOT, _config
 
+pytestmark = pytest.mark.distributed  # real 2-rank runs (torchrun, accelerate launch)
+
 
 def test_two_process_cpu_run(tmp_path, tiny_model_dir):
     cfg = _config(tmp_path, tiny_model_dir, save_strategy="steps", save_steps=2, evaluate=False)

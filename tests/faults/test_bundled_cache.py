@@ -12,6 +12,8 @@ import pytest
 
 from hf_unlearn.models import _CACHE_MARKER, _cache_problem, bundled_model_path
 
+pytestmark = pytest.mark.faults  # fault injection: concurrent conversion, damaged caches (subprocesses)
+
 LOAD = textwrap.dedent(
     """
     import sys

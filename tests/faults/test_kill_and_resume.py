@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 
 from ..test_recipe import ROOT, _config
 
+pytestmark = pytest.mark.faults  # fault injection: kills, full disk (subprocesses)
+
 # Runs the recipe, dying (os._exit, like a kill) at checkpoint KILL_AT_STEP: mid-way through writing its
 # trainer_state.json (the Trainer's last file of a checkpoint) or right after the checkpoint is complete.
 WRAPPER = textwrap.dedent(
