@@ -32,11 +32,11 @@ def _bench(name: str):
 
 # Methods without a trainer of their own: (title, the class or function that documents them, its recipe).
 OTHER_METHODS = {
-    "rmu": ("RMU", "hf_unlearn.callbacks.RMUCallback", "wmdp/rmu.yaml"),
+    "rmu": ("RMU", "hf_unlearn.callbacks.RMUCallback", "rmu_wmdp"),
     "adaptive_rmu": ("Adaptive RMU", "hf_unlearn.callbacks.AdaptiveRMUCallback", None),
     "attention_shifting": ("Attention Shifting", "hf_unlearn.callbacks.AttentionShiftingCallback", None),
-    "task_vector": ("Task-vector negation", "hf_unlearn.task_arithmetic.negate_checkpoint", "task_arithmetic"),
-    "sta": ("Selective Task Arithmetic (STA)", "hf_unlearn.task_arithmetic.sta_masks", "task_arithmetic"),
+    "task_vector": ("Task-vector negation", "hf_unlearn.task_arithmetic.negate_checkpoint", "task_vector_tofu"),
+    "sta": ("Selective Task Arithmetic (STA)", "hf_unlearn.task_arithmetic.sta_masks", "sta_tofu"),
 }
 
 
@@ -272,7 +272,7 @@ def render_method(name: str) -> str:
         preface, params = _split_docstring(config.__doc__)
         preface = re.sub(r"^Configuration (?:for|of) \[`\w+`\]\.?\s*", "", preface)
         summary = inspect.cleandoc(trainer.__doc__ or "").split("\n\n")[0]
-        recipe = ROOT / "recipes" / "configs" / spec.recipe
+        recipe = spec.recipe
         api = f"`hf_unlearn.{trainer.__name__}` and `hf_unlearn.{config.__name__}`"
         defaults = _declared_defaults(config)
     else:
@@ -281,7 +281,7 @@ def render_method(name: str) -> str:
         paper = PAPERS[name]
         preface, params = _split_docstring(obj.__doc__)
         summary, preface = preface.split("\n\n")[0], "\n\n".join(preface.split("\n\n")[1:])
-        recipe = ROOT / "recipes" / "configs" / recipe_name if recipe_name else None
+        recipe = recipe_name
         api = f"`{dotted}`"
         defaults = ""
     parts = [
@@ -310,22 +310,19 @@ def render_method(name: str) -> str:
         "(../benchmarks/quality.md).",
         "",
     ]
-    if recipe is not None and recipe.is_file():
+    if recipe is not None:
+        from hf_unlearn.recipes import resolve_config
+
+        command = "task-vector" if name in ("task_vector", "sta") else "train"
         parts += [
             "## Recipe",
             "",
-            f"`{recipe.relative_to(ROOT)}`:",
+            f"`hf-unlearn {command} --config {recipe}` (shipped with the package; `hf-unlearn recipes {recipe} "
+            "--copy_to my.yaml` writes a copy to edit):",
             "",
             "```yaml",
-            recipe.read_text().rstrip(),
+            resolve_config(recipe).read_text().rstrip(),
             "```",
-            "",
-        ]
-    elif recipe is not None and recipe.is_dir():
-        parts += [
-            "## Recipe",
-            "",
-            f"The configs in `{recipe.relative_to(ROOT)}/` (`hf-unlearn task-vector --config ...`).",
             "",
         ]
     parts += ["## Citation", "", "```bibtex", paper["citation"], "```", ""]

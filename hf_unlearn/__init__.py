@@ -7,7 +7,7 @@ __version__ = "0.1.0.dev0"
 
 from typing import TYPE_CHECKING
 
-from . import _logging  # noqa: F401  (filters a misleading bitsandbytes hint)
+from ._logging import get_verbosity, set_verbosity  # first: filters misleading third-party notices
 from .callbacks import EvalCallback, ForgetTargetCallback
 from .data import (
     DataCollatorForUnlearning,
@@ -183,6 +183,7 @@ __all__ = [
     "evaluate_tofu",
     "generate_answers",
     "get_method",
+    "get_verbosity",
     "label_logprobs",
     "load_model",
     "load_muse",
@@ -195,5 +196,6 @@ __all__ = [
     "requirements",
     "score_sequences",
     "search_settings",
+    "set_verbosity",
     "tokenize_rows",
 ]

@@ -16,7 +16,6 @@ import importlib.util
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,11 +175,13 @@ def bundled_model_path(cache_dir: str | os.PathLike[str] | None = None, *, verif
 
 def _convert_bundled(gguf: Path, target: Path, source: dict[str, Any]) -> None:
     if importlib.util.find_spec("gguf") is None:
-        raise BundledModelMissingError("Loading the bundled GGUF needs the `gguf` package: pip install gguf")
+        raise BundledModelMissingError(
+            "Loading the bundled GGUF needs the `gguf` package: pip install 'hf-unlearn[demo]' (or pip install gguf)"
+        )
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     # Shown, not logged at INFO: the first load spends several seconds here, and nothing else would say why.
-    print(f"Converting the bundled {BUNDLED_MODEL_NAME} from GGUF into {target} (once) ...", file=sys.stderr)
+    logger.warning(f"Converting the bundled {BUNDLED_MODEL_NAME} from GGUF into {target} (once) ...")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config = gguf_model.config
@@ -273,6 +274,7 @@ def load_model(
     revision: str | None = None,
     trust_remote_code: bool = False,
     gradient_checkpointing: bool = False,
+    quantization_config: Any = None,
 ):
     """Load a causal LM and its tokenizer; optionally add a LoRA adapter and/or quantise to 4 bit (QLoRA).
 
@@ -287,6 +289,8 @@ def load_model(
         revision: Hub revision (branch, tag or commit) to pin.
         trust_remote_code: off unless you trust the repository's code.
         gradient_checkpointing: enable activation checkpointing (and input grads, which PEFT needs with it).
+        quantization_config: a ``BitsAndBytesConfig`` of your own (e.g. TRL's ``get_quantization_config(model_args)``:
+            8-bit, or 4-bit with another quant type, storage or nesting); replaces ``load_in_4bit``'s NF4 default.
 
     Returns:
         ``(model, tokenizer)``. The model is a ``PeftModel`` when ``lora`` is set.
@@ -307,16 +311,23 @@ def load_model(
     }
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    if load_in_4bit:
+    if load_in_4bit and quantization_config is None:
         compute = bnb_4bit_compute_dtype or (dtype if isinstance(dtype, torch.dtype) else torch.float32)
         if isinstance(compute, str):
             compute = getattr(torch, compute)
-        kwargs["quantization_config"] = BitsAndBytesConfig(
+        quantization_config = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
         )
+    if quantization_config is not None:
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ImportError(
+                "8- and 4-bit loading need bitsandbytes: pip install 'hf-unlearn[qlora]' (or pip install bitsandbytes)."
+            )
+        kwargs["quantization_config"] = quantization_config
+        load_in_4bit = bool(getattr(quantization_config, "load_in_4bit", False))
         if not on_gpu:
             kwargs["device_map"] = device_map or "cpu"
     from safetensors import SafetensorError

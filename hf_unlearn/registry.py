@@ -17,7 +17,7 @@ __all__ = ["CALLBACKS", "METHODS", "MethodSpec", "get_method", "make_callback"]
 @dataclass(frozen=True)
 class MethodSpec:
     """One output-level method: ``<prefix>Config`` and ``<prefix>Trainer`` in ``module``, and its default recipe
-    (a path under the repository's ``recipes/configs/``)."""
+    (the name of a config shipped in :mod:`hf_unlearn.recipes`: ``hf-unlearn train --config <recipe>``)."""
 
     name: str
     prefix: str
@@ -26,6 +26,13 @@ class MethodSpec:
 
     def _load(self, suffix: str) -> Any:
         return getattr(importlib.import_module(self.module), f"{self.prefix}{suffix}")
+
+    @property
+    def recipe_path(self) -> Any:
+        """The recipe's YAML file, inside the installed package."""
+        from .recipes import resolve_config
+
+        return resolve_config(self.recipe)
 
     @property
     def config_class(self) -> type:
@@ -39,19 +46,19 @@ class MethodSpec:
 METHODS: dict[str, MethodSpec] = {
     spec.name: spec
     for spec in (
-        MethodSpec("grad_ascent", "GradAscent", "hf_unlearn.trainers.grad_ascent", "tofu/grad_ascent.yaml"),
-        MethodSpec("grad_diff", "GradDiff", "hf_unlearn.trainers.grad_ascent", "tofu/grad_diff.yaml"),
-        MethodSpec("npo", "NPO", "hf_unlearn.trainers.npo", "tofu/npo.yaml"),
-        MethodSpec("simnpo", "SimNPO", "hf_unlearn.trainers.simnpo", "tofu/simnpo.yaml"),
-        MethodSpec("idk_sft", "IdkSFT", "hf_unlearn.trainers.idk_sft", "tofu/idk_sft.yaml"),
-        MethodSpec("idk_dpo", "IdkDPO", "hf_unlearn.trainers.idk_dpo", "tofu/idk_dpo.yaml"),
-        MethodSpec("undial", "UNDIAL", "hf_unlearn.trainers.undial", "tofu/undial.yaml"),
-        MethodSpec("wga", "WGA", "hf_unlearn.trainers.wga", "tofu/wga.yaml"),
-        MethodSpec("satimp", "SatImp", "hf_unlearn.trainers.satimp", "tofu/satimp.yaml"),
-        MethodSpec("ceu", "CEU", "hf_unlearn.trainers.ceu", "tofu/ceu.yaml"),
-        MethodSpec("pdu", "PDU", "hf_unlearn.trainers.pdu", "tofu/pdu.yaml"),
-        MethodSpec("o3", "O3", "hf_unlearn.trainers.o3", "o3/o3.yaml"),
-        MethodSpec("reasoned_idk", "ReasonedIDK", "hf_unlearn.trainers.reasoned_idk", "rtofu/reasoned_idk.yaml"),
+        MethodSpec("grad_ascent", "GradAscent", "hf_unlearn.trainers.grad_ascent", "grad_ascent_tofu"),
+        MethodSpec("grad_diff", "GradDiff", "hf_unlearn.trainers.grad_ascent", "grad_diff_tofu"),
+        MethodSpec("npo", "NPO", "hf_unlearn.trainers.npo", "npo_tofu"),
+        MethodSpec("simnpo", "SimNPO", "hf_unlearn.trainers.simnpo", "simnpo_tofu"),
+        MethodSpec("idk_sft", "IdkSFT", "hf_unlearn.trainers.idk_sft", "idk_sft_tofu"),
+        MethodSpec("idk_dpo", "IdkDPO", "hf_unlearn.trainers.idk_dpo", "idk_dpo_tofu"),
+        MethodSpec("undial", "UNDIAL", "hf_unlearn.trainers.undial", "undial_tofu"),
+        MethodSpec("wga", "WGA", "hf_unlearn.trainers.wga", "wga_tofu"),
+        MethodSpec("satimp", "SatImp", "hf_unlearn.trainers.satimp", "satimp_tofu"),
+        MethodSpec("ceu", "CEU", "hf_unlearn.trainers.ceu", "ceu_tofu"),
+        MethodSpec("pdu", "PDU", "hf_unlearn.trainers.pdu", "pdu_tofu"),
+        MethodSpec("o3", "O3", "hf_unlearn.trainers.o3", "o3"),
+        MethodSpec("reasoned_idk", "ReasonedIDK", "hf_unlearn.trainers.reasoned_idk", "reasoned_idk"),
     )
 }
 

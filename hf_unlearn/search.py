@@ -29,6 +29,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -44,6 +45,8 @@ from .data.loading import as_rows
 from .data.tokenization import tokenize_rows
 from .evaluation.scoring import score_sequences
 from .objective import NonFiniteLossError, declared_fields
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["SearchObjective", "SearchResult", "default_hp_space", "search_objective", "search_settings"]
 
@@ -385,7 +388,7 @@ def search_settings(
         if reporter.pruned_at is not None:
             record.update(state="pruned", seconds=round(time.perf_counter() - began, 1))
             if progress:
-                print(f"[hf_unlearn] search trial {trial.number}: pruned at step {reporter.pruned_at} {params}")
+                logger.info(f"search trial {trial.number}: pruned at step {reporter.pruned_at} {params}")
             raise optuna.TrialPruned()
         metrics = objective.measure(model)
         value = float(compute(metrics))
@@ -398,7 +401,7 @@ def search_settings(
                 best=value, weights=_trainable(model), trainer=trial_trainer, number=trial.number, params=params
             )
         if progress:
-            print(f"[hf_unlearn] search trial {trial.number}: J = {value:.4f} after {record['steps']} steps {params}")
+            logger.info(f"search trial {trial.number}: J = {value:.4f} after {record['steps']} steps {params}")
         return value
 
     if sampler is None:

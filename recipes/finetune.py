@@ -1,9 +1,11 @@
-"""Fine-tune target / retain models on the built-in benchmark (see hf_unlearn/scripts/finetune.py).
+"""Fine-tune target / retain models on the built-in benchmark (the command: `hf-unlearn finetune`).
 
-python recipes/finetune.py --split retain --num-authors 20 --output outputs/retain
+python recipes/finetune.py --split retain --num_authors 20 --output_dir outputs/retain
 """
+
+import sys
 
 from hf_unlearn.scripts.finetune import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

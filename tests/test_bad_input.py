@@ -77,14 +77,19 @@ def test_files_and_configs_are_named_in_errors(tmp_path, tiny_model_dir):
 def test_eval_cli_checks_before_evaluating(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "existing"
     out.mkdir()
-    assert (
-        cli(["eval", "--model", str(tiny_model_dir), "--suite", "tofu", "--num-authors", "10", "--output", str(out)])
-        == 2
-    )
+    common = ["eval", "--model_name_or_path", str(tiny_model_dir), "--suite", "tofu", "--num_authors", "10"]
+    with pytest.warns(FutureWarning):  # hf_unlearn 0.1's --output FILE
+        assert cli([*common, "--output", str(out)]) == 2
     assert "is a folder; give a file path" in capsys.readouterr().err
     assert list(out.iterdir()) == []  # nothing left behind
-    assert cli(["eval", "--model", str(tiny_model_dir), "--suite", "tofu", "--batch-size", "0"]) == 2
-    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert cli([*common, "--output_dir", str(tmp_path / "file")]) == 2
+    assert "is a file; give a folder" in capsys.readouterr().err
+    assert cli([*common, "--per_device_eval_batch_size", "0"]) == 2
+    assert "--per_device_eval_batch_size must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["eval", "--suite", "tofu"])
+    assert "required: --model_name_or_path" in capsys.readouterr().err
 
 
 def test_reference_problems_are_reported_up_front(chat_tokenizer, bench, tmp_path, monkeypatch):

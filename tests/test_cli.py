@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from hf_unlearn.cli import build_parser, main
+from hf_unlearn.cli import COMMANDS, main
 
 
 def test_data_export_writes_one_file_per_split(tmp_path, capsys):
@@ -19,7 +19,7 @@ def test_export_refuses_a_non_empty_folder_with_one_clear_line(tmp_path, capsys)
     (tmp_path / "keep.txt").write_text("mine")
     assert main(["data", "export", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("hf-unlearn: error:") and "overwrite" in err and "\n" not in err
+    assert err.startswith("hf-unlearn data: error:") and "overwrite" in err and "\n" not in err
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 
@@ -29,10 +29,12 @@ def test_bad_knob_is_a_clear_error(tmp_path, capsys):
 
 
 def test_help_lists_commands(capsys):
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["--help"])
+    assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    assert "demo" in text and "data" in text and "hf-unlearn data export" in text
+    assert all(name in text for name in COMMANDS) and "hf-unlearn data export" in text
+    with pytest.raises(SystemExit) as err:
+        main(["trian"])
+    assert err.value.code == 2 and "invalid choice: 'trian'" in capsys.readouterr().err
 
 
 def test_export_overwrite_replaces_only_an_earlier_export(tmp_path, capsys, monkeypatch):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hf_unlearn import build_fictitious_authors
+from hf_unlearn._compat import output_cache
 from hf_unlearn.data import pad_sequences
 from hf_unlearn.data.tokenization import encode_prompt
 from hf_unlearn.evaluation import builtin_tofu_splits, evaluate_tofu, generate_answers
@@ -98,7 +99,7 @@ def test_prefilled_rows_equal_own_encoding(chat_tokenizer):
     decoder = GreedyDecoder(model, stop_ids=stop, pad_token_id=pad, batch_size=4)
     ids, mask = pad_sequences([p[:-1] for p in prompts[:5]], pad)  # right padding
     with torch.no_grad():
-        cache = model(input_ids=ids, attention_mask=mask, use_cache=True).cache
+        cache = output_cache(model(input_ids=ids, attention_mask=mask, use_cache=True))
     decoder.submit_prefilled(list(range(5)), prompts[:5], [6] * 5, cache, mask)
     for i in (5, 6):
         decoder.submit(i, prompts[i], 6)
@@ -149,10 +150,10 @@ def test_cli_eval_generation_budget(tiny_model_dir, tmp_path):
     from hf_unlearn.cli import main
     from hf_unlearn.evaluation import EvalResult
 
-    out = tmp_path / "r.json"
-    args = ["eval", "--model", str(tiny_model_dir), "--suite", "tofu", "--num-authors", "10", "--qa-per-author", "2"]
-    args += ["--retain-size", "5", "--max-new-tokens", "30", "--generation-budget", "0.5", "--output", str(out)]
-    assert main(args) == 0
-    result = EvalResult.load(out)
+    out = tmp_path / "r"
+    args = ["eval", "--model_name_or_path", str(tiny_model_dir), "--suite", "tofu", "--num_authors", "10"]
+    args += ["--qa_per_author", "2", "--retain_size", "5", "--max_new_tokens", "30", "--generation_budget", "0.5"]
+    assert main([*args, "--output_dir", str(out)]) == 0
+    result = EvalResult.load(out / "results.json")
     assert result.meta["generation"] == {"greedy": True, "max_new_tokens": 30, "generation_budget": 0.5}
     assert result.details["generation"]["engine"] == "decoder"

@@ -289,39 +289,57 @@ def test_eval_callback_logs_through_the_trainer(chat_tokenizer, bench, tmp_path)
 
 
 def test_cli_eval_writes_a_reusable_result(tiny_model_dir, tmp_path, capsys):
-    out = tmp_path / "target.json"
+    out = tmp_path / "target"
     args = [
         "eval",
-        "--model",
+        "--model_name_or_path",
         str(tiny_model_dir),
         "--suite",
         "tofu",
-        "--num-authors",
+        "--num_authors",
         "10",
-        "--qa-per-author",
+        "--qa_per_author",
         "2",
-        "--no-generate",
-        "--retain-size",
+        "--no_generate",
+        "--retain_size",
         "5",
-        "--output",
-        str(out),
     ]
-    assert main(args) == 0
+    assert main([*args, "--output_dir", str(out)]) == 0
     assert "forget_truth_ratio" in capsys.readouterr().out
-    assert main([*args[:-2], "--reference-logs", str(out)]) == 0
+    assert main([*args, "--reference_logs", str(out / "results.json")]) == 0
     out_text = capsys.readouterr().out
     assert re.search(r"forget_quality\s+1\n", out_text) and re.search(r"privleak\s+0\n", out_text)
 
 
+def test_cli_eval_keeps_hf_unlearn_0_1_spellings_for_one_release(tiny_model_dir, tmp_path, capsys):
+    old = ["eval", "--model", str(tiny_model_dir), "--suite", "mcq", "--num-authors", "10", "--qa-per-author", "2"]
+    old += ["--mcq-scoring", "cloze", "--batch-size", "4", "--dataset", "builtin", "--seed", "0"]
+    with pytest.warns(FutureWarning) as seen:
+        assert main([*old, "--output", str(tmp_path / "old.json")]) == 0
+    said = " ".join(str(w.message) for w in seen)
+    for text in (
+        "--model is deprecated: use --model_name_or_path",
+        "--output is deprecated: use --output_dir DIR",
+        "--batch-size is deprecated: use --per_device_eval_batch_size",
+        "--dataset is deprecated: use --dataset_name",
+        "--seed is deprecated: use --benchmark_seed",
+    ):
+        assert text in said
+    new = ["eval", "--model_name_or_path", str(tiny_model_dir), "--suite", "mcq", "--num_authors", "10"]
+    new += ["--qa_per_author", "2", "--mcq_scoring", "cloze", "--per_device_eval_batch_size", "4"]
+    assert main([*new, "--output_dir", str(tmp_path / "new")]) == 0
+    assert EvalResult.load(tmp_path / "old.json").metrics == EvalResult.load(tmp_path / "new" / "results.json").metrics
+
+
 def test_cli_mcq_suite_reports_letters_and_cloze(tiny_model_dir, tmp_path, capsys):
-    out = tmp_path / "mcq.json"
-    args = ["eval", "--model", str(tiny_model_dir), "--suite", "mcq", "--num-authors", "10", "--qa-per-author", "2"]
-    assert main([*args, "--output", str(out)]) == 0
-    metrics = EvalResult.load(out).metrics
+    args = ["eval", "--model_name_or_path", str(tiny_model_dir), "--suite", "mcq", "--num_authors", "10"]
+    args += ["--qa_per_author", "2"]
+    assert main([*args, "--output_dir", str(tmp_path / "both")]) == 0
+    metrics = EvalResult.load(tmp_path / "both" / "results.json").metrics
     assert {"forget_mcq_accuracy", "forget_mcq_cloze_accuracy"} <= set(metrics)
-    assert "Scoring" in capsys.readouterr().out  # progress is announced before each set
-    assert main([*args, "--mcq-scoring", "cloze", "--output", str(tmp_path / "c.json")]) == 0
-    only = EvalResult.load(tmp_path / "c.json").metrics
+    assert "scoring" in capsys.readouterr().err  # progress is announced before each set (hf_unlearn's logger)
+    assert main([*args, "--mcq_scoring", "cloze", "--output_dir", str(tmp_path / "c")]) == 0
+    only = EvalResult.load(tmp_path / "c" / "results.json").metrics
     assert (
         "forget_mcq_accuracy" not in only and only["forget_mcq_cloze_accuracy"] == metrics["forget_mcq_cloze_accuracy"]
     )

@@ -8,7 +8,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hf_unlearn"
 
 # Bottom to top. A module may import modules of its own layer or below; the first matching prefix decides.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("protocol", ("objective", "atomic", "layers", "_logging", "papers")),
+    ("protocol", ("objective", "atomic", "layers", "_logging", "_compat", "papers", "recipes")),
     ("data, models, log-probs", ("data", "models", "logprobs")),
     (
         "objectives and losses",

@@ -4,6 +4,7 @@ carry every aggregate metric, and contain no forget-set text."""
 import json
 from pathlib import Path
 
+import pytest
 from huggingface_hub import ModelCard
 
 from benchmarks.model_cards import CARDS, RESULTS, render_cards
@@ -11,6 +12,7 @@ from hf_unlearn import build_fictitious_authors
 from hf_unlearn.hub.cards import TEMPLATE, is_reported_metric
 
 
+@pytest.mark.slow  # regenerates every committed card (about a minute): make test-all
 def test_committed_cards_match_the_committed_results():
     cards = render_cards()
     committed = {p.name for p in CARDS.glob("*.md") if p.name != "README.md"}

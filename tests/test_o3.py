@@ -274,7 +274,7 @@ def test_push_publishes_adapter_detectors_manifest_and_card_and_loads_routed(
         from hf_unlearn.cli import main as cli
 
         assert cli(["push", str(out), "me/o3"]) == 2 and hub.calls == []  # the CLI refuses too (its message: above)
-        assert cli(["push", str(out), "me/o3", "--allow-forget-features"]) == 0
+        assert cli(["push", str(out), "me/o3", "--allow_forget_features"]) == 0
     with safe_open(str(hub.remote("me/o3") / "o3" / "detector_001.safetensors"), framework="pt") as fh:
         assert "bank" in fh.keys()  # noqa: SIM118
     card = ModelCard.load(hub.remote("me/o3") / "README.md")

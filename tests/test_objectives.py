@@ -135,8 +135,7 @@ def test_registry_names_every_method_with_its_classes_and_recipe():
         assert getattr(hf_unlearn, spec.config_class.__name__) is spec.config_class
         assert getattr(hf_unlearn, spec.trainer_class.__name__) is spec.trainer_class
         assert spec.trainer_class.config_class is spec.config_class
-        recipe = ROOT / "recipes" / "configs" / spec.recipe
-        assert yaml.safe_load(recipe.read_text())["method"] == name
+        assert yaml.safe_load(spec.recipe_path.read_text())["method"] == name
     with pytest.raises(ValueError, match="Unknown method 'npx'; choose one of grad_ascent"):
         get_method("npx")
     assert type(make_callback("rmu", 3)) is RMUCallback and make_callback("rmu", 3).layer == 3
@@ -230,7 +229,7 @@ def test_rows_run_for_nothing_are_refused():
 def test_a_new_method_in_one_short_file_trains_through_the_registry_and_the_recipe(
     tmp_path, tiny_model_dir, monkeypatch
 ):
-    """"Adding a method" (docs/concepts/protocol.md): tests/example_method.py (ME, arXiv:2410.08109) is under 80
+    """ "Adding a method" (docs/concepts/protocol.md): tests/example_method.py (ME, arXiv:2410.08109) is under 80
     lines and, with one registry line, trains through the recipe; its term equals KL(uniform || p) averaged over the
     answer tokens."""
     from hf_unlearn.registry import MethodSpec
@@ -246,7 +245,7 @@ def test_a_new_method_in_one_short_file_trains_through_the_registry_and_the_reci
         yaml.safe_dump(
             {
                 "method": "me",
-                "dataset": "fictitious-authors",
+                "dataset_name": "fictitious-authors",
                 "num_authors": 10,
                 "qa_per_author": 2,
                 "model_name_or_path": str(tiny_model_dir),

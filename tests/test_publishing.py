@@ -81,14 +81,15 @@ def test_recipe_push_public_only_when_asked_and_a_failed_push_keeps_the_output(t
     assert hub.names()[0] == "create_repo" and hub.calls[0][1]["private"] is False
     message = str(err.value)
     assert "connection reset" in message and "local folder is complete and unchanged" in message
-    assert f"retry with `hf-unlearn push {out} someone/tiny-npo --public`" in message
+    retry = f"hf-unlearn push --output_dir {out} --hub_model_id someone/tiny-npo --hub_private_repo false"
+    assert f"retry with `{retry}`" in message
     assert {"model.safetensors", "config.json", "README.md", "hf_unlearn_lineage.json"} <= {
         p.name for p in out.iterdir()
     }
     # The retry the message names works and publishes the same folder.
     hub.fail_on = None
     with hub.installed():
-        assert cli(["push", str(out), "someone/tiny-npo", "--public"]) == 0
+        assert cli(["push", str(out), "someone/tiny-npo", "--hub_private_repo", "false"]) == 0
     assert "model.safetensors" in hub.uploaded("someone/tiny-npo")
 
 

@@ -121,13 +121,15 @@ def test_the_packaged_sentence_encoder_ranks_paraphrases_above_unrelated_text():
 
 
 def test_cli_reasoning_suite_on_a_tiny_model(tiny_model_dir, tmp_path):
-    out = tmp_path / "reasoning.json"
-    args = ["eval", "--model", str(tiny_model_dir), "--suite", "reasoning", "--num-authors", "10", "--qa-per-author"]
-    assert main([*args, "2", "--retain-size", "4", "--max-new-tokens", "4", "--output", str(out)]) == 0
-    result = EvalResult.load(out)
+    args = ["eval", "--model_name_or_path", str(tiny_model_dir), "--suite", "reasoning", "--num_authors", "10"]
+    args += ["--qa_per_author", "2", "--retain_size", "4", "--max_new_tokens", "4"]
+    assert main([*args, "--output_dir", str(tmp_path / "reasoning")]) == 0
+    result = EvalResult.load(tmp_path / "reasoning" / "results.json")
     for d in ("default", "zerothink", "lessthink"):
         assert 0.0 <= result.metrics[f"forget/{d}/answer_rouge"] <= 1.0
         assert f"retain/{d}/answer_rouge" in result.metrics
     assert result.metrics["forget/default/unclosed_rate"] == 1.0  # 4 tokens never close a trace
     assert result.details["encoder"] == "all-MiniLM-L6-v2"
-    assert main(["eval", "--model", str(tiny_model_dir), "--suite", "reasoning", "--dataset", "hub"]) == 2
+    hub = ["eval", "--model_name_or_path", str(tiny_model_dir), "--suite", "reasoning", "--dataset", "hub"]
+    with pytest.warns(FutureWarning, match="--dataset is deprecated"):  # hf_unlearn 0.1's --dataset hub
+        assert main(hub) == 2

@@ -13,6 +13,7 @@ import yaml
 from huggingface_hub import ModelCard
 
 from hf_unlearn.cli import main as cli
+from hf_unlearn.recipes import config_names, resolve_config
 from hf_unlearn.scripts.unlearn import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _config(tmp_path, model_dir, **over):
     cfg = {
         "method": "npo",
-        "dataset": "fictitious-authors",
+        "dataset_name": "fictitious-authors",
         "num_authors": 10,
         "qa_per_author": 2,
         "model_name_or_path": str(model_dir),
@@ -33,7 +34,7 @@ def _config(tmp_path, model_dir, **over):
         "logging_steps": 1,
         "save_strategy": "no",
         "report_to": [],
-        "eval_max_new_tokens": 4,
+        "max_new_tokens": 4,
         **over,
     }
     path = tmp_path / "cfg.yaml"
@@ -106,31 +107,32 @@ def test_module_entry_point_runs_the_recipe():
     assert "--forget_path" in proc.stdout and "--learning_rate" in proc.stdout
 
 
-TRAINER_CONFIGS = sorted(p for p in (ROOT / "recipes" / "configs").rglob("*.yaml") if "task_arithmetic" not in p.parts)
+TASK_VECTOR_CONFIGS = ("sta_tofu", "task_vector_tofu")
+TRAINER_CONFIGS = [n for n in config_names() if n not in TASK_VECTOR_CONFIGS]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "recipes" / "configs" / "task_arithmetic").glob("*.yaml")), ids=str)
-def test_shipped_task_vector_configs_parse(path):
-    from hf_unlearn.cli import _yaml_defaults, build_parser
+@pytest.mark.filterwarnings("error::FutureWarning")  # shipped configs use today's names
+@pytest.mark.parametrize("name", TASK_VECTOR_CONFIGS)
+def test_shipped_task_vector_configs_parse(name):
+    from hf_unlearn.scripts.task_vector import make_parser
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if hasattr(a, "choices") and a.choices and "task-vector" in a.choices)
-    tv = sub.choices["task-vector"]
-    _yaml_defaults(tv, str(path))  # unknown keys would raise
-    args = parser.parse_args(["task-vector"])
-    assert args.target and args.reinforced and args.output.startswith("outputs/") and args.sweep
+    (args,) = make_parser().parse_args_and_config(["--config", name])  # an unknown key would raise
+    assert args.model_name_or_path and args.reinforced_model_name_or_path and args.sweep
+    assert args.output_dir.startswith("outputs/") and args.dataset_name == "tofu"
 
 
-@pytest.mark.parametrize("path", TRAINER_CONFIGS, ids=lambda p: p.stem)
-def test_shipped_configs_parse(path):
-    from hf_unlearn.scripts.unlearn import _method_of, make_parser
-
-    argv = ["--config", str(path)]
-    script_args, training_args, model_args = make_parser(_method_of(argv)).parse_args_and_config(argv)
+@pytest.mark.filterwarnings("error::FutureWarning")
+@pytest.mark.parametrize("name", TRAINER_CONFIGS)
+def test_shipped_configs_parse(name):
     from hf_unlearn.registry import get_method
+    from hf_unlearn.scripts.unlearn import _first_pass, make_parser
 
+    argv = ["--config", name]
+    script_args, training_args, model_args = make_parser(_first_pass(argv).method).parse_args_and_config(argv)
     assert isinstance(training_args, get_method(script_args.method).config_class)
     assert model_args.model_name_or_path and training_args.output_dir.startswith("outputs/")
+    text = resolve_config(name).read_text()
+    assert "spec " not in text and "recipes/configs" not in text  # users have neither the spec nor the repository
 
 
 def test_recipe_resumes_an_interrupted_run_and_refuses_to_clobber_it(tmp_path, tiny_model_dir, capsys):
@@ -147,7 +149,7 @@ def test_recipe_resumes_an_interrupted_run_and_refuses_to_clobber_it(tmp_path, t
         main(["--config", str(cfg)])
     assert [p.name for p in out.iterdir()] == ["checkpoint-1"]  # untouched
     main(["--config", str(cfg), "--resume_from_checkpoint", "true"])
-    assert "resuming from" in capsys.readouterr().out
+    assert "resuming from" in capsys.readouterr().err  # hf_unlearn's logger, on stderr
     resumed = load_file(out / "model.safetensors")
     for name, tensor in final.items():
         torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=0, msg=name)  # equals the uninterrupted run
@@ -209,10 +211,21 @@ def test_recipe_calibrated_stopping_is_on_the_card(tmp_path, tiny_model_dir, mon
     assert hyper["calibrated_stopping"].startswith("stop when |d| <= 5.0 or d < -5.0 with d = forget_prob")
     assert "reached, best step 0" in hyper["calibrated_stopping"]
     assert made[0]["refine_overshoot"] is False and made[0]["every_n_steps"] == 2  # on unless turned off
-    bad = _config(tmp_path, tiny_model_dir, dataset="files", forget_path=str(tmp_path / "f.jsonl"), calibrate=True)
-    (tmp_path / "f.jsonl").write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
+    forget = tmp_path / "f.jsonl"
+    forget.write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
+    bad = _config(tmp_path, tiny_model_dir, dataset_name=None, forget_path=str(forget), calibrate=True)
     with pytest.raises(ValueError, match="needs non-member rows: pass nonmember_path"):
         main(["--config", str(bad), "--overwrite", "true"])
+    # hf_unlearn 0.1's spelling of the same (dataset: files) still works, saying what to write instead
+    old = _config(tmp_path, tiny_model_dir, dataset_name=None, dataset="files", forget_path=str(forget), calibrate=True)
+    with (
+        pytest.warns(FutureWarning, match="dataset: is deprecated: use dataset_name:"),
+        pytest.raises(ValueError, match="needs non-member rows: pass nonmember_path"),
+    ):
+        main(["--config", str(old), "--overwrite", "true"])
+    both = _config(tmp_path, tiny_model_dir, forget_path=str(forget))  # a built-in name and a file: which one?
+    with pytest.raises(ValueError, match="--forget_path are your own data, but --dataset_name fictitious-authors"):
+        main(["--config", str(both), "--overwrite", "true"])
 
 
 def test_recipe_settings_search_saves_the_best_trial_and_its_record(tmp_path, tiny_model_dir):

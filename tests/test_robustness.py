@@ -293,26 +293,26 @@ def test_card_has_a_robustness_section_without_forget_content(full_run, bench, t
 def test_cli_eval_robustness_writes_the_report(tiny_model_dir, tmp_path, capsys):
     from hf_unlearn.cli import main
 
-    out = tmp_path / "rob.json"
+    out = tmp_path / "rob"
     code = main(
         [
             "eval",
-            "--model",
+            "--model_name_or_path",
             str(tiny_model_dir),
             "--suite",
             "robustness",
-            "--num-authors",
+            "--num_authors",
             "10",
             "--attacks",
             "paraphrase",
             "in_context",
-            "--output",
+            "--output_dir",
             str(out),
         ]
     )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| plain |" in printed and "| in_context |" in printed and "| paraphrase |" in printed
-    saved = EvalResult.load(out)
+    saved = EvalResult.load(out / "results.json")
     assert saved.suite == "robustness" and "relearn_5" not in saved.details["conditions"]
     assert "mcq" in saved.details["conditions"]  # the built-in benchmark brings its MCQ rows

@@ -306,18 +306,20 @@ def test_cli_reinforces_sweeps_selects_and_writes_a_card(tiny_model_dir, tmp_pat
 
     from hf_unlearn.cli import main
 
-    common = ["task-vector", "--target", str(tiny_model_dir), "--num-authors", "10", "--qa-per-author", "2"]
+    common = ["task-vector", "--model_name_or_path", str(tiny_model_dir), "--num_authors", "10", "--qa_per_author", "2"]
     reinforced = tmp_path / "reinforced"
-    args = [*common, "--reinforced", str(reinforced), "--output", str(tmp_path / "tv"), "--sweep", "0.5,1,2"]
-    assert main([*args, "--tolerance", "1", "--reinforce-lr", "1e-3", "--reinforce-epochs", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "Reinforcing" in out and "scale 2: general knowledge" in out  # tolerance 1: every scale is allowed
+    args = [*common, "--reinforced_model_name_or_path", str(reinforced), "--output_dir", str(tmp_path / "tv")]
+    args += ["--sweep", "0.5", "1", "2", "--tolerance", "1"]
+    assert main([*args, "--reinforce_learning_rate", "1e-3", "--reinforce_epochs", "2"]) == 0
+    err = capsys.readouterr().err  # progress: hf_unlearn's logger
+    assert "Reinforcing" in err and "scale 2: general knowledge" in err  # tolerance 1: every scale is allowed
     assert (reinforced / "config.json").is_file()
     record = json.loads((tmp_path / "tv" / "task_vector.json").read_text())
     assert record["scale"] == 2.0 and not record["masked"]
     card = ModelCard.load(tmp_path / "tv" / "README.md")
     assert card.data.unlearning["method"] == "TaskVector"
-    sta = [*common, "--reinforced", str(reinforced), "--output", str(tmp_path / "sta"), "--sta-keep", "0.05"]
+    sta = [*common, "--reinforced_model_name_or_path", str(reinforced), "--output_dir", str(tmp_path / "sta")]
+    sta += ["--sta_keep", "0.05"]
     assert main(sta) == 0
     t, r, o = (load_file(p / "model.safetensors") for p in (tiny_model_dir, reinforced, tmp_path / "sta"))
     moved = sum(int((o[k] != t[k]).sum()) for k in t)
@@ -326,12 +328,14 @@ def test_cli_reinforces_sweeps_selects_and_writes_a_card(tiny_model_dir, tmp_pat
     assert ModelCard.load(tmp_path / "sta" / "README.md").data.unlearning["method"] == "STA"
     assert main(sta) == 2  # the output folder is not empty now: one clear error
     assert "not empty" in capsys.readouterr().err
-    # A YAML file gives the defaults; flags override it; unknown keys are one clear error.
+    # A YAML file gives the defaults (hf_unlearn 0.1's keys still work, with a warning); flags override it; unknown
+    # keys are one clear error.
     cfg = tmp_path / "tv.yaml"
     cfg.write_text(
-        f"target: {tiny_model_dir}\nreinforced: {reinforced}\noutput: {tmp_path / 'from-yaml'}\nscale: 0.5\n"
+        f"target: {tiny_model_dir}\nreinforced: {reinforced}\noutput: {tmp_path / 'from-yaml'}\nscale: 0.5\nsweep: []\n"
     )
-    assert main(["task-vector", "--config", str(cfg), "--scale", "0.25", "--num-authors", "10"]) == 0
+    with pytest.warns(FutureWarning, match="target: is deprecated: use model_name_or_path:"):
+        assert main(["task-vector", "--config", str(cfg), "--scale", "0.25", "--num_authors", "10"]) == 0
     assert json.loads((tmp_path / "from-yaml" / "task_vector.json").read_text())["scale"] == 0.25
     cfg.write_text("target: x\nscael: 2\n")
     assert main(["task-vector", "--config", str(cfg)]) == 2

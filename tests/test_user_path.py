@@ -45,7 +45,7 @@ def test_jsonl_documents_train_evaluate_card_and_push(tmp_path, tiny_model_dir, 
     hub = RecordingHub(tmp_path / "remote")
     with hub.installed():
         assert cli(["train", "--config", str(cfg), "--push_to_hub", "true", "--hub_model_id", "me/unlearned"]) == 0
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # hf_unlearn's logger, on stderr
     n_blocks = len(chunk_documents([{"text": t} for t in DOCS], chat_tokenizer, max_length=64).rows)
     assert f"forget: {len(DOCS)} documents → {n_blocks} blocks of ≤ 64 tokens" in out
     run = tmp_path / "run"
@@ -90,13 +90,20 @@ def test_csv_prompt_completion_rows_and_the_own_data_evaluation_cli(tmp_path, ti
     result = json.loads((tmp_path / "run" / "results.json").read_text())
     assert result["meta"]["counts"]["forget"] == {"rows": len(rows), "blocks": len(rows), "evaluated": 4}
     # The same evaluation from the command line, with the trained model as its own PrivLeak reference (0 exactly).
-    out = tmp_path / "eval.json"
-    args = ["eval", "--model", str(tmp_path / "run"), "--suite", "documents", "--forget", str(path)]
-    args += ["--holdout", str(holdout), "--reference_model", str(tmp_path / "run"), "--output", str(out)]
+    out = tmp_path / "eval"
+    args = ["eval", "--model_name_or_path", str(tmp_path / "run"), "--suite", "documents", "--forget_path", str(path)]
+    args += ["--holdout_path", str(holdout), "--reference_model", str(tmp_path / "run"), "--output_dir", str(out)]
     assert cli([*args, "--max_length", "128"]) == 0
-    assert json.loads(out.read_text())["metrics"]["privleak"] == pytest.approx(0.0)
-    assert cli(["eval", "--model", str(tiny_model_dir), "--suite", "tofu", "--forget", str(path)]) == 2
+    assert json.loads((out / "results.json").read_text())["metrics"]["privleak"] == pytest.approx(0.0)
+    wrong = ["eval", "--model_name_or_path", str(tiny_model_dir), "--suite", "tofu", "--forget_path", str(path)]
+    assert cli(wrong) == 2
     assert "add --suite documents" in capsys.readouterr().err
+    # the same data as a "Hub or local" dataset_name with splits, as hf-unlearn train takes it
+    split = ["eval", "--model_name_or_path", str(tmp_path / "run"), "--suite", "documents", "--max_length", "128"]
+    split += ["--dataset_name", str(path), "--forget_split", "train", "--holdout_path", str(holdout)]
+    assert cli([*split, "--reference_model", str(tmp_path / "run"), "--output_dir", str(tmp_path / "e2")]) == 0
+    again = json.loads((tmp_path / "e2" / "results.json").read_text())["metrics"]
+    assert again == json.loads((out / "results.json").read_text())["metrics"]
 
 
 ACCEPTED = {
@@ -211,7 +218,7 @@ def test_parquet_file_and_local_folder_through_load_dataset(tmp_path, tiny_model
     cfg = _train_config(
         tmp_path, tiny_model_dir, dataset_name=str(folder), forget_split="forget", holdout_split="holdout"
     )
-    assert recipe(["--config", str(cfg)]) is None
+    assert recipe(["--config", str(cfg)]) == 0
     result = json.loads((tmp_path / "run" / "results.json").read_text())
     assert result["meta"]["holdout_kind"] == "unseen" and result["metrics"]["mia_loss_auc"] is not None
     # A folder of plain-text files: each file one document.
@@ -226,7 +233,7 @@ def test_holdout_carved_from_the_forget_data_is_said_and_never_read_as_privleak(
     docs = _jsonl(tmp_path / "docs.jsonl", [{"text": t} for t in DOCS + UNSEEN])
     cfg = _train_config(tmp_path, tiny_model_dir, dataset_name=str(docs), holdout_from_forget=0.25)
     recipe(["--config", str(cfg)])
-    assert "holdout: 1 of 4 forget rows held back from unlearning" in capsys.readouterr().out
+    assert "holdout: 1 of 4 forget rows held back from unlearning" in capsys.readouterr().err
     result = json.loads((tmp_path / "run" / "results.json").read_text())
     assert (
         result["meta"]["holdout_kind"] == "carved" and "not privacy leakage" in result["details"]["privleak"]["skipped"]
@@ -236,14 +243,16 @@ def test_holdout_carved_from_the_forget_data_is_said_and_never_read_as_privleak(
 def test_without_a_holdout_the_evaluation_says_what_it_skips(tmp_path, tiny_model_dir, capsys):
     docs = _jsonl(tmp_path / "docs.jsonl", [{"text": t} for t in DOCS])
     recipe(["--config", str(_train_config(tmp_path, tiny_model_dir, dataset_name=str(docs)))])
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "documents evaluation without a holdout: no membership inference or PrivLeak" in out
     metrics = json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]
     assert metrics["forget_verbmem_rouge_l_f1"] is not None and "mia_min_k_auc" not in metrics
 
 
 def test_quickstart_config_runs_with_the_model_and_4_bit_overridden(tmp_path, tiny_model_dir):
-    config = ROOT / "recipes" / "configs" / "quickstart" / "qlora_own_documents.yaml"
+    from hf_unlearn.recipes import resolve_config
+
+    config = resolve_config("qlora_own_documents")
     shipped = yaml.safe_load(config.read_text())
     assert shipped["load_in_4bit"] is True and shipped["use_peft"] is True
     docs = _jsonl(tmp_path / "my_documents.jsonl", [{"text": t} for t in DOCS])

@@ -9,6 +9,8 @@ import pytest
 import torch
 import yaml
 
+from hf_unlearn.recipes import resolve_accelerate_config
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
@@ -30,7 +32,7 @@ def tiny_model_dir(tmp_path):
 
 
 def _sharded_config(tmp_path, name: str) -> Path:
-    shipped = yaml.safe_load((ROOT / "recipes" / "accelerate" / f"{name}.yaml").read_text())
+    shipped = yaml.safe_load(resolve_accelerate_config(name).read_text())
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({**shipped, "mixed_precision": "no", "num_processes": 2}))  # fp32: comparable
     return path
@@ -50,7 +52,7 @@ def test_sharded_run_equals_one_process(tmp_path, tiny_model_dir, config, method
 
     over = {"retain_loss_type": "kl"} if method == "grad_diff" else {}
     weights = _one_and_two_ranks(
-        tmp_path, tiny_model_dir, sharded, 29560, method=method, evaluate=True, eval_max_new_tokens=4, seed=3, **over
+        tmp_path, tiny_model_dir, sharded, 29560, method=method, evaluate=True, max_new_tokens=4, seed=3, **over
     )
     assert (tmp_path / "2" / "out" / "results.json").is_file()  # rank 0 evaluated the saved model
     for key, tensor in weights[1].items():

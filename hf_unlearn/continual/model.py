@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .._compat import cache_kwarg, output_cache
 from .detector import RequestDetector, pool_hidden_states, prompt_features
 from .orthogonal import OrthogonalLoRAObjective, lora_A_snapshot
 
@@ -153,7 +154,9 @@ class O3Model(torch.nn.Module):
                 return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         weights, cache = prefilled
         with self.routed(weights):
-            return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, cache=cache, **kwargs)
+            return self.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, **{cache_kwarg(): cache}, **kwargs
+            )
 
     @torch.no_grad()
     def _prefill(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, Any] | None:
@@ -169,7 +172,7 @@ class O3Model(torch.nn.Module):
             out = decoder(
                 input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, output_hidden_states=True
             )
-        cache = out.past_key_values
+        cache = output_cache(out)
         if not (hasattr(cache, "layers") and getattr(cache, "is_croppable", False)):
             return None
         features = pool_hidden_states(out.hidden_states, mask, self.layers).cpu()
@@ -177,9 +180,11 @@ class O3Model(torch.nn.Module):
         rows = torch.nonzero(weights > 0).flatten()
         if len(rows):  # routed rows: their prompt's keys and values depend on their weight
             with self.routed(weights[rows]):
-                routed = decoder(
-                    input_ids=ids[rows], attention_mask=mask[rows], position_ids=positions[rows], use_cache=True
-                ).past_key_values
+                routed = output_cache(
+                    decoder(
+                        input_ids=ids[rows], attention_mask=mask[rows], position_ids=positions[rows], use_cache=True
+                    )
+                )
             index = rows.to(device)
             for layer, new in zip(cache.layers, routed.layers, strict=True):
                 layer.keys[index] = new.keys
@@ -396,7 +401,8 @@ class O3Model(torch.nn.Module):
             except HubPushError as err:  # its retry names the temporary folder, which is gone
                 raise HubPushError(
                     f"Pushing the O3 model to {repo_id} failed ({err.__cause__!r}); nothing local changed: call "
-                    "push_to_hub again, or save_pretrained(folder) and run `hf-unlearn push folder repo`."
+                    "push_to_hub again, or save_pretrained(folder) and run `hf-unlearn push --output_dir folder "
+                    "--hub_model_id repo`."
                 ) from err.__cause__
 
     @classmethod

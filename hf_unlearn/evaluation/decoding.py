@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from .._compat import cache_kwarg, output_cache
 from ..data.collators import pad_sequences
 
 __all__ = ["DecodingStats", "GreedyDecoder", "select_cache_rows", "supports_greedy_decoder"]
@@ -254,10 +255,11 @@ class GreedyDecoder:
             use_cache=True,
             logits_to_keep=1,
         )
-        _check_plain_cache(out.cache)
+        kv = output_cache(out)
+        _check_plain_cache(kv)
         keys = [k for k, _, _ in items]
         pos = torch.tensor([len(p) for _, p, _ in items], device=self.device)
-        block = _Block(keys, out.cache, mask, out.logits[:, -1].argmax(-1), pos)
+        block = _Block(keys, kv, mask, out.logits[:, -1].argmax(-1), pos)
         self.stats.prefilled += len(items)
         self.stats.seconds_prefill += time.perf_counter() - start
         return self._emit(block)
@@ -306,8 +308,8 @@ class GreedyDecoder:
             input_ids=block.next_token[:, None],
             attention_mask=block.mask,
             position_ids=block.position[:, None],
-            cache=block.cache,
             use_cache=True,
+            **{cache_kwarg(): block.cache},
             logits_to_keep=1,
         ).logits
         self.stats.steps += 1

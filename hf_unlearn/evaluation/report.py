@@ -135,8 +135,12 @@ def plot_forget_vs_utility(
     Up to 6 points are labelled in place; more get a legend beside the axes, so labels never overlap. ``log_y`` suits
     Forget Quality (a p-value spanning orders of magnitude).
     """
-    import matplotlib
-
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(
+            "Plots need matplotlib: pip install 'hf-unlearn[plots]' (or pip install matplotlib)."
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .._compat import cache_kwarg, output_cache
 from ..data.collators import DataCollatorForUnlearning, pad_sequences
 from ..data.tokenization import IGNORE_INDEX
 from ..logprobs import LabelGather, decoder_and_head, gather_label_logprobs
@@ -145,7 +146,9 @@ def _gather_shared(
     for its variants, and only the answers (plus the prompt's last token) run per variant."""
     decoder, head = decoder_and_head(model)
     prefix_ids, prefix_mask = pad_sequences([key for key, _ in chunk], pad_token_id)
-    cache = decoder(input_ids=prefix_ids.to(device), attention_mask=prefix_mask.to(device), use_cache=True).cache
+    cache = output_cache(
+        decoder(input_ids=prefix_ids.to(device), attention_mask=prefix_mask.to(device), use_cache=True)
+    )
     if prefix_sink is not None:  # before the cache is repeated per variant
         prompts = [[*key, examples[members[0]]["input_ids"][len(key)]] for key, members in chunk]
         prefix_sink(prompts, cache, prefix_mask)
@@ -162,7 +165,10 @@ def _gather_shared(
     mask = torch.cat([prefix_mask[owner], rem_mask], dim=1)
     positions = cut[:, None] + torch.arange(rem_ids.shape[1])[None]
     hidden = decoder(
-        input_ids=rem_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), cache=cache
+        input_ids=rem_ids.to(device),
+        attention_mask=mask.to(device),
+        position_ids=positions.to(device),
+        **{cache_kwarg(): cache},
     ).last_hidden_state
     cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
     g = gather_label_logprobs(hidden, head, rem_labels.to(device), softcap=cap, stats=stats, chunk_size=chunk_size)

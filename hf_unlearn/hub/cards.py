@@ -273,7 +273,8 @@ def kind_section(*, is_adapter: bool, local_base: bool) -> str:
         return "It is a PEFT (LoRA) adapter: load it on top of the base model."
     return (
         "It is a PEFT (LoRA) adapter on a local model that is not on the Hub (see the lineage). Publish it with "
-        "`hf-unlearn push <folder> <repo> --merge` (merged full weights) or `--base-repo <repo>` (the base model as a "
+        "`hf-unlearn push --output_dir <folder> --hub_model_id <repo> --merge` (merged full weights) or `--base_repo "
+        "<repo>` (the base model as a "
         "repository of its own); either rewrites this card."
     )
 

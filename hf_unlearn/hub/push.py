@@ -133,24 +133,24 @@ def push_unlearned(
     local_base = bool(base) and is_local_path(base)
     lineage = read_lineage(folder)
     if merge and base_repo_id:
-        raise ValueError("Choose one of merge=True (--merge) and base_repo_id (--base-repo), not both.")
+        raise ValueError("Choose one of merge=True (--merge) and base_repo_id (--base_repo), not both.")
     if merge and (folder / O3_FILES[0]).is_file():
         raise ValueError(
             f"{folder} is an O3Model: its routing needs the adapter kept apart from the base, so it cannot be merged. "
-            "Push it as is (its base must be on the Hub) or with base_repo_id (--base-repo)."
+            "Push it as is (its base must be on the Hub) or with base_repo_id (--base_repo)."
         )
     if merge and not is_adapter:
         raise ValueError(f"merge=True (--merge) merges an adapter into its base; {folder} already holds full weights.")
     if base_repo_id and not local_base:
         raise ValueError(
-            f"base_repo_id (--base-repo) publishes an adapter's local base model; {folder}'s base is "
+            f"base_repo_id (--base_repo) publishes an adapter's local base model; {folder}'s base is "
             f"{base or 'not a local folder'}, so push it without base_repo_id."
         )
     if local_base and not (merge or base_repo_id):
         raise ValueError(
             f"The adapter in {folder} was trained on a local model ({base}), so a repository holding only the adapter "
             "cannot be loaded anywhere else. Pass merge=True (--merge: the merged full weights; the pre-unlearning "
-            "model is never published) or base_repo_id='you/name' (--base-repo: the base as a private repository "
+            "model is never published) or base_repo_id='you/name' (--base_repo: the base as a private repository "
             "of its own)."
         )
     banks = feature_bank_detectors(folder)
@@ -174,9 +174,10 @@ def push_unlearned(
         hub_base = base_repo_id
     elif merge or not is_adapter:  # full weights descend from the lineage's Hub root
         hub_base = lineage.get("base") or (None if local_base else hub_base)
-    retry = f"hf-unlearn push {folder} {repo_id}" + (" --public" if not private else "")
-    retry += " --allow-forget-features" if banks else ""
-    retry += " --merge" if merge else (f" --base-repo {base_repo_id}" if base_repo_id else "")
+    retry = f"hf-unlearn push --output_dir {folder} --hub_model_id {repo_id}"
+    retry += " --hub_private_repo false" if not private else ""
+    retry += " --allow_forget_features" if banks else ""
+    retry += " --merge" if merge else (f" --base_repo {base_repo_id}" if base_repo_id else "")
     with tempfile.TemporaryDirectory(prefix="hf_unlearn_push_") as staging:
         stage = Path(staging)
         # Everything local first (merging, results, configs): a local problem fails before the Hub is touched.

@@ -17,13 +17,57 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..references import DEMO_NUM_AUTHORS
+from .arguments import CommandParser, Renamed
 
-__all__ = ["DEMO_MARKER", "run_demo"]
+__all__ = ["DEMO_MARKER", "DemoArguments", "main", "run_demo"]
+
+
+@dataclass
+class DemoArguments:
+    """The offline demo's few knobs (everything else is the demo's fixed, cached set-up).
+
+    Parameters:
+        output_dir: where the adapter, ``results.json``, the card and the plot go.
+        num_authors: benchmark size (20: 2 forget, 2 holdout and 16 retain authors).
+        unlearn_epochs, unlearn_learning_rate: NPO's epochs over the forget set and its learning rate (LoRA).
+        overwrite: replace an output folder that does not hold an earlier demo run.
+    """
+
+    output_dir: str = field(default="outputs/demo", metadata={"help": "Where the adapter, results and card go."})
+    num_authors: int = field(default=DEMO_NUM_AUTHORS, metadata={"help": "Benchmark size (20: 2 forget authors)."})
+    unlearn_epochs: float = field(default=5.0, metadata={"help": "NPO epochs over the forget set."})
+    unlearn_learning_rate: float = field(default=2.5e-4, metadata={"help": "NPO learning rate (LoRA)."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an output folder that is not a demo run."})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .. import set_verbosity
+
+    set_verbosity(os.environ.get("HF_UNLEARN_VERBOSITY", "info"))
+    parser = CommandParser(
+        (DemoArguments,),
+        prog="hf-unlearn demo",
+        description="Offline end-to-end demo: fine-tune, unlearn, evaluate, write outputs/demo/.",
+        renamed={"unlearn_lr": Renamed("unlearn_learning_rate")},
+    )
+    (a,) = parser.parse_args_and_config(list(sys.argv[1:] if argv is None else argv))
+    run_demo(
+        a.output_dir,
+        num_authors=a.num_authors,
+        unlearn_epochs=a.unlearn_epochs,
+        unlearn_lr=a.unlearn_learning_rate,
+        overwrite=a.overwrite,
+    )
+    return 0
+
 
 DEMO_MARKER = ".hf_unlearn_demo"
 ROWS = [

@@ -1,12 +1,14 @@
 """The unlearning recipe: any method, optional callbacks, LoRA/QLoRA, evaluation, saving, optional push.
 
-    accelerate launch recipes/unlearn.py --config recipes/configs/tofu/npo.yaml
-    hf-unlearn train --config recipes/configs/demo.yaml --learning_rate 5e-5      # CLI flags override the YAML
-    torchrun --nproc_per_node 2 recipes/unlearn.py --config ...                  # real 2-rank run on CPU (gloo)
+    hf-unlearn train --config npo_tofu                                   # a config shipped with hf_unlearn
+    hf-unlearn train --config my.yaml --learning_rate 5e-5               # flags override the YAML
+    hf-unlearn train --config demo --accelerate_config multi_cpu --num_processes 2   # through accelerate launch
+    accelerate launch --config_file zero3.yaml -m hf_unlearn.scripts.unlearn --config ...   # the same, by hand
 
 TRL-style: ``TrlParser((UnlearnScriptArguments, <Method>Config, ModelConfig))``, with ``--config`` giving defaults
-from YAML. The method is read first (from the CLI or the YAML's ``method:``) because it decides which Config class
-parses the rest.
+from YAML. The method (``--method`` or the YAML's ``method:``) is read in a first pass, because it decides which
+Config class parses the rest. Options that neither this command nor the method knows go to ``accelerate launch``
+(``--num_processes``, ``--main_process_port``, ...), as in ``trl <command>``.
 """
 
 from __future__ import annotations
@@ -14,40 +16,36 @@ from __future__ import annotations
 import errno
 import fnmatch
 import json
+import logging
 import os
 import shutil
 import sys
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hf_unlearn import set_verbosity
 from hf_unlearn.registry import CALLBACKS, METHODS, get_method, make_callback
+from hf_unlearn.scripts.arguments import BenchmarkArguments, CommandParser, DataArguments, Renamed, dropped
 
 __all__ = ["UnlearnScriptArguments", "main", "make_parser"]
 
+logger = logging.getLogger("hf_unlearn.recipe")
+
 
 @dataclass
-class UnlearnScriptArguments:
-    """What to unlearn and what to do around training.
+class UnlearnScriptArguments(DataArguments, BenchmarkArguments):
+    """What to unlearn and what to do around training (the data and benchmark fields are
+    :class:`~hf_unlearn.scripts.arguments.DataArguments` and :class:`~hf_unlearn.scripts.arguments.BenchmarkArguments`,
+    shared with ``hf-unlearn eval``).
 
     Parameters:
         method: a registered method (``hf_unlearn.registry.METHODS``): grad_ascent, grad_diff, npo, simnpo, idk_sft,
-            idk_dpo, undial, wga, satimp, ceu, pdu.
-        dataset_name: your data, as TRL's scripts name it: a Hub dataset id, a local file (``.jsonl``, ``.json``,
-            ``.csv``, ``.parquet``, ``.arrow``, ``.txt``) or a folder, read with ``datasets.load_dataset``; rows in
-            any TRL format (``text``, prompt/completion, ``messages``) or QA. Or a built-in name (as ``dataset``).
-        dataset_config, forget_split, retain_split, holdout_split: its configuration and splits (a file has one
-            split, ``train``).
-        forget_path, retain_path, holdout_path: files of their own (the same types), alone or with
-            ``dataset_name`` (e.g. a holdout file beside a Hub dataset).
+            idk_dpo, undial, wga, satimp, ceu, pdu, reasoned_idk, o3.
         holdout_from_forget: with your data and no holdout, hold this share of the forget rows back from unlearning
             as the evaluation's holdout (seeded by ``seed``); they are text the model saw, so the evaluation then
             reports how far unlearning moved the rest, not PrivLeak.
-        dataset: the older name: ``fictitious-authors`` (built in, offline), ``tofu`` (``locuslab/TOFU``),
-            ``muse-news`` / ``muse-books`` (the raw MUSE corpora as text rows) - these need the Hub - or ``files``
-            (``forget_path`` / ``retain_path``).
-        num_authors, qa_per_author, forget_fraction, holdout_fraction, benchmark_seed: built-in benchmark size.
-        tofu_split: TOFU forget split (``forget01``/``05``/``10``) when ``dataset=tofu``.
         callbacks: representation-level objectives to add (rmu, adaptive_rmu, attention_shifting).
         callback_layer: the layer RMU steers (or the deepest shifted layer).
         calibrate: stop where the forget set looks like data the model never saw
@@ -64,7 +62,8 @@ class UnlearnScriptArguments:
         search_every, search_utility_weight: steps between the search's pruning reports; the utility weight of
             its objective.
         evaluate: evaluate the unlearned model at the end and write ``results.json``: the TOFU-style suite on the
-            built-in benchmark, the ``documents`` suite on your data (:func:`~hf_unlearn.evaluate_documents`).
+            built-in benchmark, the ``documents`` suite on your data (:func:`~hf_unlearn.evaluate_documents`). The
+            metrics also go to the ``report_to`` trackers.
         reference_logs: the retain model's saved result, for Forget Quality and PrivLeak.
         reference_model: your data: a model that never saw the forget set (e.g. a retain model), scored on the same
             blocks for PrivLeak.
@@ -72,38 +71,16 @@ class UnlearnScriptArguments:
         eval_robustness: also run the robustness attacks (:func:`~hf_unlearn.evaluation.evaluate_robustness`), write
             ``robustness.json`` (never uploaded: it holds forget questions) and add the card's "Robustness" section.
         robustness_reference_logs: the retain model's robustness result, for Forget Quality under each attack.
-        eval_max_new_tokens: generation length of the evaluation.
+        max_new_tokens: generation length of the evaluation (200, as ``hf-unlearn eval`` and open-unlearning: a
+            shorter cap scores a rambling unlearned model lower ROUGE than it earns).
         overwrite: allow an output folder that already holds another run: the files this library wrote there are
             removed first (``LIBRARY_OUTPUTS``), nothing else.
     """
 
     method: str = field(default="npo", metadata={"help": f"One of {', '.join(METHODS)}."})
-    dataset: str = field(
-        default="fictitious-authors", metadata={"help": "fictitious-authors, tofu, muse-news, muse-books or files."}
-    )
-    dataset_name: str | None = field(
-        default=None, metadata={"help": "Your data: a Hub dataset id, a file or a folder (or a built-in name)."}
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "dataset_name's configuration."})
-    forget_split: str = field(default="train", metadata={"help": "dataset_name's split to unlearn."})
-    retain_split: str | None = field(default=None, metadata={"help": "dataset_name's split to keep."})
-    holdout_split: str | None = field(
-        default=None, metadata={"help": "dataset_name's split of text the model never saw (for evaluation)."}
-    )
-    forget_path: str | None = field(default=None, metadata={"help": "Forget rows: a file (.jsonl, .csv, ...)."})
-    retain_path: str | None = field(default=None, metadata={"help": "Retain rows: a file."})
-    holdout_path: str | None = field(
-        default=None, metadata={"help": "Holdout rows: a file of text the model never saw (for evaluation)."}
-    )
     holdout_from_forget: float = field(
         default=0.0, metadata={"help": "No holdout: hold this share of the forget rows back, as the holdout."}
     )
-    num_authors: int = field(default=100, metadata={"help": "Built-in benchmark: authors."})
-    qa_per_author: int = field(default=10, metadata={"help": "Built-in benchmark: QA per author."})
-    forget_fraction: float = field(default=0.1, metadata={"help": "Built-in benchmark: forget authors."})
-    holdout_fraction: float = field(default=0.1, metadata={"help": "Built-in benchmark: holdout authors."})
-    benchmark_seed: int = field(default=0, metadata={"help": "Built-in benchmark: seed."})
-    tofu_split: str = field(default="forget10", metadata={"help": "TOFU forget split."})
     callbacks: list[str] = field(default_factory=list, metadata={"help": f"Any of {', '.join(CALLBACKS)}."})
     callback_layer: int = field(default=7, metadata={"help": "Layer of the representation callbacks."})
     calibrate: bool = field(
@@ -135,39 +112,44 @@ class UnlearnScriptArguments:
     robustness_reference_logs: str | None = field(
         default=None, metadata={"help": "eval_robustness: the retain model's robustness result."}
     )
-    eval_max_new_tokens: int = field(default=48, metadata={"help": "Evaluation generation length."})
+    max_new_tokens: int = field(default=200, metadata={"help": "Evaluation: generation length (as hf-unlearn eval)."})
     overwrite: bool = field(default=False, metadata={"help": "Allow an output folder holding another run."})
 
 
-def _method_of(argv: Sequence[str]) -> str:
-    """The method named on the command line or in the YAML given with --config (default npo)."""
-    import yaml
-
-    method = None
-    for i, a in enumerate(argv):
-        if a == "--method" and i + 1 < len(argv):
-            method = argv[i + 1]
-        elif a.startswith("--method="):
-            method = a.split("=", 1)[1]
-    if method is None and "--config" in argv:
-        path = argv[list(argv).index("--config") + 1]
-        try:
-            with open(path) as fh:
-                config = yaml.safe_load(fh) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{path} must hold a mapping of options (key: value lines), got {type(config).__name__}.")
-        method = config.get("method")
-    method = method or "npo"
-    get_method(method)  # a clear error for an unknown name
-    return method
+def _dataset_value(value: str):
+    """The old ``dataset: files`` meant "the paths alone": no dataset_name."""
+    return dropped(value) if value == "files" else value
 
 
-def make_parser(method: str = "npo"):
-    from trl import ModelConfig, TrlParser
+# hf_unlearn 0.1's spellings (flags and YAML keys), until 0.3.
+RENAMED = {
+    "dataset": Renamed("dataset_name", convert=_dataset_value, note="(dataset: files is forget_path alone.)"),
+    "eval_max_new_tokens": Renamed("max_new_tokens"),
+}
 
-    return TrlParser((UnlearnScriptArguments, get_method(method).config_class, ModelConfig))
+
+def _first_pass(argv: Sequence[str]):
+    """The script arguments alone (the method decides which Config class parses the rest)."""
+    parser = CommandParser((UnlearnScriptArguments,), renamed=RENAMED)
+    with warnings.catch_warnings():  # the full parse warns once
+        warnings.simplefilter("ignore", FutureWarning)
+        script_args, *_ = parser.parse_args_and_config(
+            [a for a in argv if a not in ("-h", "--help")], return_remaining_strings=True
+        )
+    get_method(script_args.method)  # a clear error for an unknown name
+    return script_args
+
+
+def make_parser(method: str = "npo", prog: str = "hf-unlearn train") -> CommandParser:
+    from trl import ModelConfig
+
+    return CommandParser(
+        (UnlearnScriptArguments, get_method(method).config_class, ModelConfig),
+        prog=prog,
+        description=f"Unlearn with {method} (the method's parameters, TrainingArguments and TRL's ModelConfig), then "
+        "evaluate, save and optionally push. Run with --method NAME --help for another method's parameters.",
+        renamed=RENAMED,
+    )
 
 
 _FINAL_STAGING = ".hf_unlearn-final"  # the final model is written here, then moved into the output folder
@@ -235,7 +217,7 @@ def _latest_complete_checkpoint(folder: Path) -> str | None:
         aside = path.with_name(f"{path.name}.incomplete")
         shutil.rmtree(aside, ignore_errors=True)
         os.replace(path, aside)
-        print(f"[hf_unlearn] {path.name} was not completely written (interrupted); moved aside to {aside.name}")
+        logger.info(f"{path.name} was not completely written (interrupted); moved aside to {aside.name}")
     return None
 
 
@@ -259,14 +241,14 @@ def _prepare_output_dir(path: str, overwrite: bool, resume: str | bool | None) -
         last = _latest_complete_checkpoint(folder) if folder.is_dir() else None
         if last is None:
             raise FileNotFoundError(f"--resume_from_checkpoint true: {path} holds no checkpoint-* folder to resume.")
-        print(f"[hf_unlearn] resuming from {last}", flush=True)
+        logger.info(f"resuming from {last}")
         return last
     if resume:
         if not Path(resume, "trainer_state.json").is_file():
             raise FileNotFoundError(
                 f"{resume} is not a checkpoint (no trainer_state.json); give a checkpoint-* folder."
             )
-        print(f"[hf_unlearn] resuming from {resume}", flush=True)
+        logger.info(f"resuming from {resume}")
         return str(resume)
     if not folder.is_dir():
         return None
@@ -289,14 +271,43 @@ def _prepare_output_dir(path: str, overwrite: bool, resume: str | bool | None) -
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hf-unlearn train``: parse, then run here or relaunch through ``accelerate launch`` (see :func:`launch`)."""
+    from hf_unlearn.scripts.launch import launch, pop_accelerate_config, under_launcher, unknown_to_accelerate
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    set_verbosity(os.environ.get("HF_UNLEARN_VERBOSITY", "info"))  # the recipe says what it does (main process)
+    accelerate_config, argv = pop_accelerate_config(argv)
+    script_args = _first_pass(argv)
+    parser = make_parser(script_args.method)
+    script_args, training_args, model_args, from_config, from_flags = parser.parse_args_and_config(
+        argv, return_remaining_strings=True, separate_remaining_strings=True
+    )
+    launch_args = [*from_config, *from_flags]  # what the recipe does not know goes to accelerate launch, if it can
+    for where, leftover in (("the --config file", from_config), ("the command line", from_flags)):
+        unknown = unknown_to_accelerate(leftover)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown options {', '.join(u.lstrip('-') for u in unknown)} (neither {script_args.method}'s "
+                "recipe nor accelerate launch takes them; hf-unlearn train --method NAME --help lists a method's)."
+            )
+    if under_launcher():
+        ignored = ["--accelerate_config", accelerate_config] if accelerate_config else launch_args
+        if ignored:
+            logger.info(f"already running under a launcher: {' '.join(ignored)} ignored")
+    elif accelerate_config or launch_args:
+        return launch(argv, from_config, from_flags, accelerate_config)
+    run(script_args, training_args, model_args)
+    return 0
+
+
+def run(script_args, training_args, model_args) -> None:
+    """The recipe itself, in this process (one rank of a launched job, or the only process)."""
     import hf_unlearn as hu
     from hf_unlearn.objective import requirements
     from hf_unlearn.sources import calibration_nonmembers, training_data
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    method = _method_of(argv)
-    script_args, training_args, model_args = make_parser(method).parse_args_and_config(argv)
+    method = script_args.method
     unknown = set(script_args.callbacks) - set(CALLBACKS)
     if unknown:
         raise ValueError(f"Unknown callbacks {sorted(unknown)}; choose from {', '.join(CALLBACKS)}.")
@@ -305,19 +316,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             "--search_trials runs every trial from the starting weights; it cannot resume a checkpoint. Drop "
             "--resume_from_checkpoint, or drop --search_trials to resume the single run."
         )
+    quantization_config = _quantization_config(model_args)
     if (
         training_args.push_to_hub
     ):  # a missing login or an adapter that cannot be published fails now, not after training
         _check_publishable(training_args, model_args)
     resume = _prepare_output_dir(training_args.output_dir, script_args.overwrite, training_args.resume_from_checkpoint)
 
-    benchmark = {
-        "num_authors": script_args.num_authors,
-        "qa_per_author": script_args.qa_per_author,
-        "forget_fraction": script_args.forget_fraction,
-        "holdout_fraction": script_args.holdout_fraction,
-        "seed": script_args.benchmark_seed,
-    }
+    benchmark = script_args.benchmark_kwargs()
     data = training_data(
         _data_source(script_args),
         benchmark=benchmark,
@@ -334,11 +340,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     forget, retain, eval_sets = data.forget, data.retain, data.eval_sets
     if data.holdout_kind == "carved":
-        print(
-            f"[hf_unlearn] holdout: {len(data.holdout)} of {len(data.holdout) + len(forget)} forget rows held back "
+        logger.info(
+            f"holdout: {len(data.holdout)} of {len(data.holdout) + len(forget)} forget rows held back "
             "from unlearning (--holdout_from_forget); the model saw them, so the evaluation reports how far unlearning "
             "moved the rest from text it still knows, not PrivLeak.",
-            flush=True,
         )
     if script_args.eval_robustness and not (eval_sets and eval_sets.get("holdout")):  # refused before training
         raise ValueError(
@@ -351,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     model, tokenizer = hu.load_model(
         model_args.model_name_or_path or "bundled",
         dtype=model_args.dtype if model_args.dtype not in (None, "auto") else None,
-        load_in_4bit=model_args.load_in_4bit,
+        quantization_config=quantization_config,
+        device_map=_device_map(quantization_config),
         revision=model_args.model_revision,
         trust_remote_code=training_args.trust_remote_code,
         attn_implementation=model_args.attn_implementation,
@@ -394,10 +400,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     _check_sharding(trainer)
     for name, summary in trainer.data_summary.items():
         if summary["documents"] and summary["blocks"] != summary["documents"] and trainer.is_world_process_zero():
-            print(
-                f"[hf_unlearn] {name}: {summary['documents']} documents → {summary['blocks']} blocks of ≤ "
+            logger.info(
+                f"{name}: {summary['documents']} documents → {summary['blocks']} blocks of ≤ "
                 f"{summary['max_length']} tokens",
-                flush=True,
             )
     search = None
     if script_args.search_trials:  # every trial trains; the best one's trainer (and weights) is kept
@@ -431,10 +436,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         _publish_final(Path(staging), Path(training_args.output_dir))
         if search is not None:
             search.save(os.path.join(training_args.output_dir, "search.json"))
-            print(
-                f"[hf_unlearn] settings search: best trial {search.best_trial} (J = {search.best_value:.4f}) of "
+            logger.info(
+                f"settings search: best trial {search.best_trial} (J = {search.best_value:.4f}) of "
                 f"{search.summary['trials']}: {search.best_params}",
-                flush=True,
             )
     metrics = None
     if script_args.evaluate and trainer.is_world_process_zero():
@@ -442,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if result is not None:
             result.save(os.path.join(training_args.output_dir, "results.json"))
             metrics = {k: v for k, v in result.metrics.items() if v is not None}
+            _report(trainer, metrics)
             print(result.table(f"{trainer_cls._name} on {data.name}"))
     robustness = None
     if script_args.eval_robustness and eval_sets is not None and trainer.is_world_process_zero():
@@ -468,23 +473,57 @@ def main(argv: Sequence[str] | None = None) -> None:
         _push(trainer, training_args)
     state = trainer.state
     rank = int(os.environ.get("RANK", "0"))
+    # One line per rank, on purpose (not through the main-process-only logger): which ranks got to the end.
     print(f"[hf_unlearn] rank {rank}/{training_args.world_size} finished {state.global_step} steps", flush=True)
     _close_process_group()
 
 
+def _quantization_config(model_args):
+    """TRL's ``get_quantization_config``: ``--load_in_8bit``, or ``--load_in_4bit`` with ``--bnb_4bit_quant_type``,
+    ``--use_bnb_nested_quant`` and ``--bnb_4bit_quant_storage`` (the compute dtype is ``--dtype``; float32 when it
+    is unset or auto, where the CPU has no faster one). Refused without an adapter: quantized weights are frozen
+    integer tensors, so only a LoRA adapter (QLoRA) can be trained on them."""
+    import dataclasses
+
+    from trl import get_quantization_config
+
+    if (model_args.load_in_4bit or model_args.load_in_8bit) and not model_args.use_peft:
+        bits = "4" if model_args.load_in_4bit else "8"
+        raise ValueError(
+            f"--load_in_{bits}bit without --use_peft: a {bits}-bit model's weights cannot be trained directly. Add "
+            "--use_peft true (a LoRA adapter on the quantized base: QLoRA), or drop the quantization."
+        )
+    if model_args.load_in_4bit and model_args.dtype in (None, "auto"):
+        model_args = dataclasses.replace(model_args, dtype="float32")
+    return get_quantization_config(model_args)
+
+
+def _device_map(quantization_config):
+    """Where a quantized model goes: each rank's own GPU (what TRL's ``get_kbit_device_map`` returned before it was
+    removed), so that ``accelerate launch`` ranks do not all load onto GPU 0; ``None`` otherwise."""
+    import torch
+
+    if quantization_config is None or not torch.cuda.is_available():
+        return None
+    from accelerate import PartialState
+
+    return {"": PartialState().local_process_index}
+
+
 def _data_source(script_args) -> str:
-    """What to train on: ``dataset_name`` (TRL's name), else ``files`` when only ``forget_path`` is given, else the
-    older ``dataset``."""
+    """What to train on: ``dataset_name`` (TRL's name; a built-in name or your data), else ``files`` when only
+    ``forget_path`` is given, else the built-in benchmark."""
+    from hf_unlearn.sources import TRAINING_DATASETS
+
+    paths = [f"--{p}" for p in ("forget_path", "retain_path", "holdout_path") if getattr(script_args, p)]
+    if script_args.dataset_name in TRAINING_DATASETS and script_args.dataset_name != "files" and paths:
+        raise ValueError(
+            f"{' and '.join(paths)} are your own data, but --dataset_name {script_args.dataset_name} is a built-in "
+            "dataset with its own splits: drop one of them (your files alone need no --dataset_name)."
+        )
     if script_args.dataset_name:
-        if script_args.dataset not in ("fictitious-authors", script_args.dataset_name):
-            raise ValueError(
-                f"Give the data once: --dataset_name {script_args.dataset_name} or --dataset {script_args.dataset}, "
-                "not both (dataset_name is TRL's name for it)."
-            )
         return script_args.dataset_name
-    if script_args.forget_path and script_args.dataset == "fictitious-authors":
-        return "files"
-    return script_args.dataset
+    return "files" if script_args.forget_path else "fictitious-authors"
 
 
 def _evaluate(trainer, tokenizer, data, script_args, training_args):
@@ -498,21 +537,19 @@ def _evaluate(trainer, tokenizer, data, script_args, training_args):
             tokenizer,
             **data.eval_sets,
             reference=script_args.reference_logs,
-            max_new_tokens=script_args.eval_max_new_tokens,
+            max_new_tokens=script_args.max_new_tokens,
         )
     if not data.user_data:
-        print(
-            f"[hf_unlearn] no evaluation: the recipe has no evaluation sets for {data.name}'s training rows; evaluate "
+        logger.info(
+            f"no evaluation: the recipe has no evaluation sets for {data.name}'s training rows; evaluate "
             f"the output with `hf-unlearn eval --model {training_args.output_dir} --suite "
             f"{'tofu' if data.name == 'tofu' else 'muse'} --dataset hub`.",
-            flush=True,
         )
         return None
     if data.holdout is None:
-        print(
-            "[hf_unlearn] documents evaluation without a holdout: no membership inference or PrivLeak. Give text of "
+        logger.info(
+            "documents evaluation without a holdout: no membership inference or PrivLeak. Give text of "
             "the same kind the model never saw (--holdout_split, --holdout_path), or --holdout_from_forget 0.1.",
-            flush=True,
         )
     reference_model = hu.load_model(script_args.reference_model)[0] if script_args.reference_model else None
     return hu.evaluate_documents(
@@ -527,10 +564,19 @@ def _evaluate(trainer, tokenizer, data, script_args, training_args):
         max_length=training_args.max_length,
         stride=training_args.document_stride,
         max_blocks=script_args.eval_max_blocks,
-        answer_max_new_tokens=script_args.eval_max_new_tokens,
+        answer_max_new_tokens=script_args.max_new_tokens,
         system_prompt=training_args.system_prompt,
         progress=True,
     )
+
+
+def _report(trainer, metrics: dict) -> None:
+    """The evaluation's numbers to the ``report_to`` trackers (W&B, TensorBoard, ...), under ``unlearn_eval/``, at
+    the last step; they are also in ``results.json`` and the card."""
+    trackers = [r for r in (trainer.args.report_to or []) if r != "none"]
+    numbers = {f"unlearn_eval/{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    if trackers and numbers:
+        trainer.log(numbers)
 
 
 def _check_publishable(training_args, model_args) -> None:
@@ -544,8 +590,8 @@ def _check_publishable(training_args, model_args) -> None:
         raise ValueError(
             f"--push_to_hub with an adapter (--use_peft) on a local folder ({base}): a repository holding only the "
             "adapter could not be loaded anywhere else. Train without --push_to_hub, then publish the output with "
-            "`hf-unlearn push OUTPUT_DIR REPO --merge` (merged full weights) or `--base-repo REPO` (the base as a "
-            "private repository of its own); or train on a Hub model id."
+            "`hf-unlearn push --output_dir OUTPUT_DIR --hub_model_id REPO --merge` (merged full weights) or "
+            "`--base_repo REPO` (the base as a private repository of its own); or train on a Hub model id."
         )
 
 
@@ -563,11 +609,10 @@ def _push(trainer, training_args) -> None:
         revision=training_args.hub_revision,
         commit_message="Upload unlearned model (hf_unlearn)",
     )
-    print(
-        f"[hf_unlearn] pushed {training_args.output_dir} to {trainer.hub_model_id} "
+    logger.info(
+        f"pushed {training_args.output_dir} to {trainer.hub_model_id} "
         f"({'private' if private else 'public'}): {', '.join(ALLOWED_FILES)} where present; results without "
         "per-item data; no checkpoints, training state or forget-set text.",
-        flush=True,
     )
 
 
@@ -607,13 +652,11 @@ def _check_sharding(trainer) -> None:
     ]
     got = trainer.accelerator.distributed_type
     if asked and got not in (DistributedType.FSDP, DistributedType.DEEPSPEED) and trainer.is_world_process_zero():
-        print(
-            f"[hf_unlearn] warning: the accelerate config asks for {asked[0]}, but accelerate runs this job as "
+        logger.warning(
+            f"the accelerate config asks for {asked[0]}, but accelerate runs this job as "
             f"{got.value}: it selects {asked[0]} only on GPU-type devices and these ranks run on "
             f"{trainer.args.device.type.upper()}. "
             "Every rank holds the whole model (training is still correct: plain data parallelism).",
-            file=sys.stderr,
-            flush=True,
         )
 
 
@@ -645,5 +688,5 @@ def _close_process_group() -> None:
         dist.destroy_process_group()
 
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
+if __name__ == "__main__":  # pragma: no cover  (accelerate launch runs this file)
+    sys.exit(main())

@@ -1,7 +1,7 @@
 """Output-level unlearning trainers: TRL trainer subclasses with a Config dataclass each (one file per method)."""
 
 from ..objective import NonFiniteLossError
-from .base import UnlearnConfig, UnlearnConfigMixin, UnlearnTrainer, UnlearnTrainerMixin
+from .base import UnlearnConfig, UnlearnConfigMixin, UnlearnDPOConfig, UnlearnTrainer, UnlearnTrainerMixin
 from .ceu import CEUConfig, CEUObjective, CEUTrainer
 from .grad_ascent import AscentObjective, GradAscentConfig, GradAscentTrainer, GradDiffConfig, GradDiffTrainer
 from .idk_dpo import IdkDPOConfig, IdkDPOObjective, IdkDPOTrainer
@@ -59,6 +59,7 @@ __all__ = [
     "UNDIALTrainer",
     "UnlearnConfig",
     "UnlearnConfigMixin",
+    "UnlearnDPOConfig",
     "UnlearnTrainer",
     "UnlearnTrainerMixin",
     "WGAConfig",

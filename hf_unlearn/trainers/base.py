@@ -55,7 +55,7 @@ from ..objective import (
 )
 from .accumulation import AccumulationMixin, WindowCounts
 from .card import CardMixin
-from .config import RETAIN_LOSS_TYPES, KTOLossTypeGuard, UnlearnConfig, UnlearnConfigMixin
+from .config import RETAIN_LOSS_TYPES, KTOLossTypeGuard, UnlearnConfig, UnlearnConfigMixin, UnlearnDPOConfig
 from .forward import ForwardMixin
 from .guards import FiniteGradients, raise_if_not_finite
 from .inputs import InputsMixin, PairingEpoch
@@ -73,6 +73,7 @@ __all__ = [
     "SequenceLogps",
     "UnlearnConfig",
     "UnlearnConfigMixin",
+    "UnlearnDPOConfig",
     "UnlearnTrainer",
     "UnlearnTrainerMixin",
     "WindowCounts",
@@ -191,7 +192,11 @@ class UnlearnTrainerMixin(
             quantization_config=quantization_config,
             peft_config=peft_config,
         )
-        self.data_collator = DataCollatorForUnlearning(pad_token_id=self._tokenizer.pad_token_id)
+        multiple = self.args.pad_to_multiple_of  # TRL resolves "auto" (128 on Neuron, else None)
+        self.data_collator = DataCollatorForUnlearning(
+            pad_token_id=self._tokenizer.pad_token_id,
+            pad_to_multiple_of=multiple if isinstance(multiple, int) else None,
+        )
         self.model.add_model_tags(["hf_unlearn", "unlearning"])
         for cb in self.callback_handler.callbacks:
             if isinstance(cb, TrainerBoundCallback):

@@ -3,15 +3,31 @@ base config of the methods built on TRL's ``KTOTrainer`` (:class:`UnlearnConfig`
 
 from __future__ import annotations
 
+import argparse
+import copy
+import logging
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 import torch
-from trl import KTOConfig
+from transformers import TrainingArguments
+from trl import DPOConfig, KTOConfig
 
 from ..data.documents import CHUNKING_MODES
 
-__all__ = ["RETAIN_LOSS_TYPES", "KTOLossTypeGuard", "UnlearnConfig", "UnlearnConfigMixin"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RETAIN_LOSS_TYPES",
+    "KTOLossTypeGuard",
+    "UnlearnConfig",
+    "UnlearnConfigMixin",
+    "UnlearnDPOConfig",
+    "inert_fields",
+]
 
 RETAIN_LOSS_TYPES = ("nll", "kl", "none")
 
@@ -114,8 +130,13 @@ class UnlearnConfigMixin:
     )
     # No checkpoints unless asked: a full checkpoint (weights plus optimizer state) of even a small model is several
     # times its size. Set save_strategy="steps" (and save_steps) for runs that must be resumable.
-    save_strategy: str = field(
-        default="no", metadata={"help": "Checkpointing: 'no' (default), 'steps' or 'epoch' (resumable runs)."}
+    # Unset: "steps" when save_steps is given (transformers' habit: save_steps alone turns checkpoints on), else "no".
+    save_strategy: str | None = field(
+        default=None,
+        metadata={
+            "help": "Checkpointing: 'no', 'steps' or 'epoch' (resumable runs); unset: 'steps' when --save_steps is "
+            "given, else 'no'."
+        },
     )
     # Publishing: one push at the end, private unless hub_private_repo=False (see hf_unlearn.hub.push_unlearned).
     hub_strategy: str = field(
@@ -124,6 +145,12 @@ class UnlearnConfigMixin:
     )
 
     def __post_init__(self) -> None:
+        self._refuse_inert()
+        self._resolve_save_strategy()
+        if "activation_checkpointing" not in TrainingArguments.__dataclass_fields__:
+            # transformers < 5.24 knows only gradient_checkpointing: either of our names turns it on
+            on = bool(self.activation_checkpointing or self.gradient_checkpointing)
+            self.activation_checkpointing = self.gradient_checkpointing = on
         if self.bf16 is None and not getattr(self, "fp16", False):
             self.bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
         accelerator = (
@@ -157,9 +184,86 @@ class UnlearnConfigMixin:
                 "aggregate results only: leave hub_strategy unset (it is 'end'); checkpoints (save_steps) stay local."
             )
 
+    def _refuse_inert(self) -> None:
+        """Refuse a value for an inherited field that this config does not use (see :func:`inert_fields`)."""
+        fields = type(self).__dataclass_fields__
+        for name, hint in getattr(type(self), "_inert_fields", {}).items():
+            f = fields.get(name)
+            if f is None or f.metadata.get("help") is not argparse.SUPPRESS:  # re-declared by the method: it acts
+                continue
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if not _same(getattr(self, name), default):
+                raise ValueError(
+                    f"{type(self).__name__} does not use {name} (inherited from TRL's "
+                    f"{_trl_base(type(self))}): {hint} Leave {name} unset."
+                )
+
+    def _resolve_save_strategy(self) -> None:
+        """transformers' habit: ``save_steps`` alone means checkpoints every ``save_steps``; nothing given, none."""
+        given = self.save_steps != _SAVE_STEPS_DEFAULT
+        if self.save_strategy is None:
+            self.save_strategy = "steps" if given else "no"
+        elif given and getattr(self.save_strategy, "value", self.save_strategy) == "no":
+            logger.warning(
+                f"save_steps={self.save_steps} saves nothing: save_strategy is 'no'. Leave save_strategy unset (or "
+                "set it to 'steps') to write a checkpoint every save_steps steps."
+            )
+
     @property
     def uses_retain(self) -> bool:
         return self.retain_loss_type != "none" and self.retain_coeff > 0
+
+
+_SAVE_STEPS_DEFAULT = 500  # TrainingArguments' default
+
+
+def _plain(value: Any) -> Any:
+    value = getattr(value, "value", value)  # enums TRL converts strings into
+    return value[0] if isinstance(value, list | tuple) and len(value) == 1 else value
+
+
+def _same(value: Any, default: Any) -> bool:
+    return _plain(value) == _plain(default)
+
+
+def _trl_base(cls: type) -> str:
+    return next(c.__name__ for c in cls.__mro__ if c.__module__.startswith("trl."))
+
+
+def inert_fields(fields: Mapping[str, str]):
+    """Class decorator: hide inherited TRL fields that the unlearning trainers do not use from ``--help`` and refuse
+    them when set, with ``fields[name]``: what does that job in hf_unlearn. A method that uses one of them declares it
+    again (with its own help), which makes it visible and accepted. Fields absent from the installed TRL are skipped,
+    so the same decorator works across TRL's minors."""
+
+    def decorate(cls: type) -> type:
+        table = dict(getattr(cls, "_inert_fields", {}))
+        for name, hint in fields.items():
+            f = cls.__dataclass_fields__.get(name)
+            if f is None:
+                continue
+            hidden = copy.copy(f)
+            hidden.metadata = MappingProxyType({**f.metadata, "help": argparse.SUPPRESS})
+            cls.__dataclass_fields__[name] = hidden
+            table[name] = hint
+        cls._inert_fields = table
+        return cls
+
+    return decorate
+
+
+_OWN_LOSS = "hf_unlearn computes the method's own loss (its parameters: beta, loss_scale, forget_coeff, retain_coeff)."
+_FIXED_REFERENCE = (
+    "the reference stays the starting model: the objectives measure how far unlearning moved the model from it."
+)
+_COMMON_INERT = {
+    "sync_ref_model": _FIXED_REFERENCE,
+    "ref_model_mixup_alpha": _FIXED_REFERENCE,
+    "ref_model_sync_steps": _FIXED_REFERENCE,
+    "router_aux_loss_coef": "hf_unlearn's losses add no mixture-of-experts router loss.",
+    "dataset_num_proc": "rows are tokenised once, in the main process, when the trainer is built.",
+    "beta": "this method has no beta (its parameters are listed by --help).",
+}
 
 
 @dataclass
@@ -175,8 +279,40 @@ class KTOLossTypeGuard:
             raise ValueError(f"{type(self).__name__} does not use KTO's loss_type; leave it unset.")
 
 
+@inert_fields(
+    {
+        **_COMMON_INERT,
+        "desirable_weight": "forget_coeff and retain_coeff weight the forget and retain terms.",
+        "undesirable_weight": "forget_coeff and retain_coeff weight the forget and retain terms.",
+        "loss_type": _OWN_LOSS,
+    }
+)
 @dataclass
 class UnlearnConfig(UnlearnConfigMixin, KTOLossTypeGuard, KTOConfig):
     r"""The config most methods subclass: hf_unlearn's shared parameters on TRL's ``KTOConfig``, whose unpaired
     forget/retain schema fits output-level unlearning (KTO's own loss stays off). Add the method's own fields,
     documented as TRL documents its configs."""
+
+
+@inert_fields(
+    {
+        **_COMMON_INERT,
+        "loss_type": _OWN_LOSS,
+        "loss_weights": _OWN_LOSS,
+        "ld_alpha": _OWN_LOSS,
+        "f_divergence_type": _OWN_LOSS,
+        "f_alpha_divergence_coef": _OWN_LOSS,
+        "label_smoothing": _OWN_LOSS,
+        "use_weighting": _OWN_LOSS,
+        "discopop_tau": _OWN_LOSS,
+        "truncation_mode": "hf_unlearn tokenises the rows itself: documents become blocks (document_chunking); chat "
+        "rows longer than max_length keep their start.",
+        "padding_free": "hf_unlearn's collator pads each batch to its longest row.",
+        "pad_token": "the tokenizer's pad token is used (set tokenizer.pad_token).",
+    }
+)
+@dataclass
+class UnlearnDPOConfig(UnlearnConfigMixin, DPOConfig):
+    r"""The base config of the methods built on TRL's ``DPOTrainer`` (IdkDPO, Reasoned-IDK): hf_unlearn's shared
+    parameters on ``DPOConfig``, whose chosen/rejected pairs carry the refusal and the forget answer. DPO's loss
+    variants stay off: the method computes its own loss."""

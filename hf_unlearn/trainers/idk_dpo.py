@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import DPOConfig, DPOTrainer
+from trl import DPOTrainer
 
 from ..objective import LossTerm
-from .base import UnlearnConfigMixin, UnlearnTrainerMixin
+from .base import UnlearnTrainerMixin
+from .config import UnlearnDPOConfig
 from .idk import TOFU_PAPER, RefusalObjective
 from .losses import dpo_loss
 
@@ -15,7 +16,7 @@ __all__ = ["IdkDPOConfig", "IdkDPOObjective", "IdkDPOTrainer"]
 
 
 @dataclass
-class IdkDPOConfig(UnlearnConfigMixin, DPOConfig):
+class IdkDPOConfig(UnlearnDPOConfig):
     r"""Configuration for [`IdkDPOTrainer`].
 
     The loss is `forget_coeff * L_DPO + retain_coeff * R` with

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import DPOConfig, DPOTrainer
+from trl import DPOTrainer
 
 from ..papers import PAPERS
-from .base import UnlearnConfigMixin, UnlearnTrainerMixin
+from .base import UnlearnTrainerMixin
+from .config import UnlearnDPOConfig
 from .idk_dpo import IdkDPOObjective
 from .idk_sft import IdkSFTObjective
 
@@ -19,7 +20,7 @@ _VARIANTS = ("reasoned", "direct", "answer")
 
 
 @dataclass
-class ReasonedIDKConfig(UnlearnConfigMixin, DPOConfig):
+class ReasonedIDKConfig(UnlearnDPOConfig):
     r"""Configuration for [`ReasonedIDKTrainer`].
 
     Rows are trained in the reasoning format `<think>\n{trace}\n</think>\n\n{answer}`. The refusal target of each

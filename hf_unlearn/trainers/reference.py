@@ -24,15 +24,26 @@ logger = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def _checkpointing_off(model: Any, kwargs: dict | None):
-    """Reference forwards need no activation checkpointing (TRL's helper does the same with deprecated names)."""
-    on = bool(getattr(model, "is_activation_checkpointing", False))
+    """Reference forwards need no activation checkpointing (TRL's helper does the same with deprecated names).
+    transformers < 5.24 names it "gradient checkpointing"; both spellings are handled."""
+    new_names = hasattr(model, "activation_checkpointing_disable")
+    on = bool(getattr(model, "is_activation_checkpointing" if new_names else "is_gradient_checkpointing", False))
     if on:
-        model.activation_checkpointing_disable()
+        model.activation_checkpointing_disable() if new_names else model.gradient_checkpointing_disable()
     try:
         yield
     finally:
         if on:
-            model.activation_checkpointing_enable(kwargs)
+            if new_names:
+                model.activation_checkpointing_enable(kwargs)
+            else:
+                model.gradient_checkpointing_enable(kwargs)
+
+
+def _checkpointing_kwargs(args: Any) -> dict | None:
+    return getattr(args, "activation_checkpointing_kwargs", None) or getattr(
+        args, "gradient_checkpointing_kwargs", None
+    )
 
 
 class ReferenceMixin:
@@ -51,7 +62,7 @@ class ReferenceMixin:
         """The frozen reference to call (no activation checkpointing): ``ref_model``, else ``model`` with its
         adapter disabled under PEFT, else ``model`` itself."""
         ref = self.ref_model if self.ref_model is not None else model
-        with _checkpointing_off(self.model, self.args.activation_checkpointing_kwargs), self._reference_context():
+        with _checkpointing_off(self.model, _checkpointing_kwargs(self.args)), self._reference_context():
             yield ref
 
     @torch.no_grad()

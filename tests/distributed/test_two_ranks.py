@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from hf_unlearn.recipes import resolve_accelerate_config
+
 from ..test_recipe import ROOT, _config
 
 pytestmark = pytest.mark.distributed  # real 2-rank runs (torchrun, accelerate launch)
@@ -100,12 +102,12 @@ LORA = {"use_peft": True, "lora_r": 4, "lora_alpha": 8, "lora_target_modules": [
     ],
 )
 def test_accelerate_launch_multi_cpu_equals_one_process(tmp_path, tiny_model_dir, name, over):
-    """`accelerate launch --config_file recipes/accelerate/multi_cpu.yaml` (2 CPU ranks x 2 rows) gives the weights of
-    one process x 4 rows: the same global batch, with window-normalised terms and the precomputed or adapter-disabled
-    references of NPO and the KL retain term."""
+    """`accelerate launch --config_file .../multi_cpu.yaml` (the shipped config; 2 CPU ranks x 2 rows) gives the
+    weights of one process x 4 rows: the same global batch, with window-normalised terms and the precomputed or
+    adapter-disabled references of NPO and the KL retain term."""
     from safetensors.torch import load_file
 
-    config = ROOT / "recipes" / "accelerate" / "multi_cpu.yaml"
+    config = resolve_accelerate_config("multi_cpu")
     file = "adapter_model.safetensors" if "use_peft" in over else "model.safetensors"
     weights = _one_and_two_ranks(
         tmp_path, tiny_model_dir, lambda cfg, port: _accelerate(cfg, config, port), 29550, file=file, seed=3, **over
@@ -125,7 +127,7 @@ def test_fsdp_config_on_cpu_ranks_says_it_runs_as_ddp(tmp_path, tiny_model_dir):
     the recipe says so instead of leaving the user to believe the model is sharded."""
     import yaml
 
-    shipped = yaml.safe_load((ROOT / "recipes" / "accelerate" / "fsdp2.yaml").read_text())
+    shipped = yaml.safe_load(resolve_accelerate_config("fsdp2").read_text())
     config = tmp_path / "fsdp2_cpu.yaml"
     config.write_text(yaml.safe_dump({**shipped, "mixed_precision": "no", "num_processes": 2}))
     cfg = _config(tmp_path, tiny_model_dir, evaluate=False)
