@@ -118,6 +118,10 @@ def train(row: str, model, tokenizer, docs, work: str) -> tuple[Any, dict]:
     trainer.train()
     settings["train_seconds"] = round(time.perf_counter() - t0, 1)
     settings["steps"] = trainer.state.global_step
+    logged = [h for h in trainer.state.log_history if "loss" in h]  # did the objective itself move?
+    if logged:
+        keep = [k for k in logged[0] if k == "loss" or k.startswith(("loss/", "rmu/"))]
+        settings["logged"] = {"first": {k: logged[0][k] for k in keep}, "last": {k: logged[-1][k] for k in keep}}
     return trainer.accelerator.unwrap_model(trainer.model), settings
 
 
