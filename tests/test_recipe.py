@@ -261,7 +261,7 @@ def test_recipe_eval_robustness_writes_its_report_and_card_section(tmp_path, tin
     from hf_unlearn.hub import ALLOWED_FILES
 
     assert "robustness.json" not in ALLOWED_FILES  # it holds forget questions and generations: never uploaded
-    bad = _config(tmp_path, tiny_model_dir, dataset="files", forget_path=str(tmp_path / "f.jsonl"))
+    bad = _config(tmp_path, tiny_model_dir, dataset_name="files", forget_path=str(tmp_path / "f.jsonl"))
     (tmp_path / "f.jsonl").write_text(json.dumps({"question": "Q?", "answer": "A."}) + "\n")
     with pytest.raises(ValueError, match="--eval_robustness needs QA evaluation sets with holdout rows"):
         main(["--config", str(bad), "--overwrite", "true", "--eval_robustness", "true"])
