@@ -63,6 +63,7 @@ from .objective import (
     requirements,
 )
 from .registry import METHODS, get_method
+from .report import write_report
 from .search import SearchResult, search_settings
 from .unlearned import load_unlearned
 
@@ -198,4 +199,5 @@ __all__ = [
     "search_settings",
     "set_verbosity",
     "tokenize_rows",
+    "write_report",
 ]

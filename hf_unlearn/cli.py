@@ -12,6 +12,7 @@ Examples::
     hf-unlearn eval --model_name_or_path bundled --suite tofu --num_authors 20 --output_dir outputs/eval/target
     hf-unlearn finetune --split retain --num_authors 20 --output_dir outputs/retain
     hf-unlearn task-vector --config task_vector_tofu
+    hf-unlearn report outputs/npo                          # outputs/npo/report.html (local only)
     hf-unlearn push outputs/npo me/smollm2-npo-unlearned   # private repository unless --hub_private_repo false
     hf-unlearn data export outputs/fictitious-authors --format both
     hf-unlearn recipes                                     # the shipped configs
@@ -37,6 +38,7 @@ COMMANDS = {
     "eval": ("evaluate", "evaluate a model: your documents, or the TOFU, MUSE, MCQ, robustness or reasoning suite"),
     "finetune": ("finetune", "fine-tune a target or retain model on the built-in benchmark"),
     "task-vector": ("task_vector", "weight-space unlearning: task-vector negation and Selective Task Arithmetic"),
+    "report": ("report", "write OUTPUT_DIR/report.html: results, curves, MIA, per-item table (kept local)"),
     "push": ("push", "upload a saved unlearned model or adapter (model files, card, plot only; private)"),
     "data": ("data", "data export: write the built-in benchmark as files"),
     "recipes": ("recipes", "list, print or copy the configs shipped with hf_unlearn"),

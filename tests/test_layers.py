@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("evaluation", ("evaluation",)),
     ("monitoring callbacks", ("callbacks", "search", "sources")),
-    ("hub (pure I/O)", ("hub",)),
+    ("hub and reports (pure I/O)", ("hub", "report")),
     ("trainers", ("trainers", "registry")),
     ("continual, weight space, references", ("continual", "task_arithmetic", "references", "unlearned")),
     ("scripts and CLI", ("scripts", "cli", "")),

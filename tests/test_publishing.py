@@ -66,8 +66,13 @@ def test_recipe_push_to_hub_is_one_private_allow_listed_upload_at_the_end(tmp_pa
     assert "training_args.bin" not in uploaded and (out / "training_args.bin").is_file()
     assert "per_item" in json.loads((out / "results.json").read_text())  # the local file keeps its per-item data
     assert "per_item" not in json.loads((hub.remote("someone/tiny-npo") / "results.json").read_text())
+    # the run's report holds forget text locally (questions, answers, generations); only its figures go up
+    report = (out / "report.html").read_text()
+    assert any(text in report for text in _forget_texts())
+    assert "report.html" not in uploaded and "report_training.png" in uploaded
     _assert_no_forget_text(hub, _forget_texts())
     card = ModelCard.load(hub.remote("someone/tiny-npo") / "README.md")
+    assert "](report_training.png" in card.text  # the card shows the uploaded training curves
     assert card.data.pipeline_tag == "text-generation" and not card.data.datasets  # built-in data: no Hub id
     assert all(r.metric_config is None for r in card.data.eval_results)
 

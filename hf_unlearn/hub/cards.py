@@ -172,6 +172,7 @@ def build_model_card(
     versions: Mapping[str, str] | None = None,
     citation: str = "",
     plot: str | None = None,
+    plot_title: str | None = None,
     license: str | None = None,
     robustness: Any = None,
     lineage: Mapping[str, Any] | None = None,
@@ -251,6 +252,7 @@ def build_model_card(
             f"[hf_unlearn's evaluation docs]({EVALUATION_DOCS})."
         ),
         plot=plot,
+        plot_title=plot_title,
         robustness=_robustness_section(robustness),
         citation=citation or "-",
         framework_versions="\n".join(framework_versions(is_adapter=is_adapter, versions=versions)),

@@ -9,7 +9,8 @@ Steps (everything cached under ``$HF_UNLEARN_CACHE/demo/<config hash>``, so a re
 4. reference evaluation of the retain model (for Forget Quality and PrivLeak), evaluation of the target;
 5. unlearning of the forget authors from the target with NPO + retain NLL on a LoRA adapter;
 6. evaluation of the unlearned model, a side-by-side table, and ``outputs/demo/``: the adapter, ``results.json``
-   (aggregates only), a model card ``README.md`` and ``forget_vs_utility.png``.
+   (aggregates only), a model card ``README.md``, ``forget_vs_utility.png`` and ``report.html`` (the run's report:
+   headline, training curves, membership inference, the per-item forget table; local only).
 """
 
 from __future__ import annotations
@@ -188,9 +189,27 @@ def run_demo(
         forget_name="fictitious-authors (demo forget split)",
         retain_name="fictitious-authors (demo retain split)",
     )
+    from hf_unlearn.report import write_report
+
+    write_report(
+        work_out,
+        results=results,
+        log_history=trainer.state.log_history,
+        forget_rows=refs.splits["forget"],
+        settings={
+            "method": "NPO + retain NLL, LoRA r=32",
+            "model": "SmolLM2-135M-Instruct fine-tuned on the built-in benchmark (the target)",
+            "forget data": f"fictitious-authors, {len(refs.splits['forget'])} forget questions",
+            "steps": trainer.state.global_step,
+            "learning rate": unlearn_lr,
+        },
+        title="hf_unlearn demo: NPO on the fictitious authors",
+    )
     (work_out / DEMO_MARKER).write_text("written by hf-unlearn demo\n")
     os.replace(work_out, out)
     shutil.rmtree(work, ignore_errors=True)
     seconds = time.perf_counter() - t0
     print(f"\nWrote {out}/ (LoRA adapter, results.json, README.md card, forget_vs_utility.png) in {seconds:.0f} s.")
-    return {"table": table, "seconds": seconds, "output_dir": str(out)}
+    report = out / "report.html"
+    print(f"Open the report: {report.resolve()} (local only: it shows forget-set text; push never uploads it)")
+    return {"table": table, "seconds": seconds, "output_dir": str(out), "report": str(report)}

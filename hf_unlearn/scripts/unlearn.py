@@ -177,6 +177,8 @@ LIBRARY_OUTPUTS = (
     "training_args.bin",
     "trainer_state.json",
     "forget_vs_utility.png",
+    "report.html",
+    "report_*.png",
     "checkpoint-*",
     _FINAL_STAGING,
 )
@@ -433,6 +435,7 @@ def run(script_args, training_args, model_args) -> None:
     _settle_collectives()
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(staging)
+        trainer.state.save_to_json(os.path.join(staging, "trainer_state.json"))  # the report's training curves
         _publish_final(Path(staging), Path(training_args.output_dir))
         if search is not None:
             search.save(os.path.join(training_args.output_dir, "search.json"))
@@ -440,7 +443,7 @@ def run(script_args, training_args, model_args) -> None:
                 f"settings search: best trial {search.best_trial} (J = {search.best_value:.4f}) of "
                 f"{search.summary['trials']}: {search.best_params}",
             )
-    metrics = None
+    metrics = result = None
     if script_args.evaluate and trainer.is_world_process_zero():
         result = _evaluate(trainer, tokenizer, data, script_args, training_args)
         if result is not None:
@@ -460,7 +463,12 @@ def run(script_args, training_args, model_args) -> None:
             progress=True,
         )
         robustness.save(os.path.join(training_args.output_dir, "robustness.json"))
+    plot = None
+    if trainer.is_world_process_zero():
+        plot = _write_report(trainer, data, result, robustness, search, script_args, training_args, model_args)
     card = {
+        "plot": plot,
+        "plot_title": "training curves" if plot else None,
         "metrics": metrics,
         "forget_name": data.name,
         "robustness": robustness,
@@ -476,6 +484,41 @@ def run(script_args, training_args, model_args) -> None:
     # One line per rank, on purpose (not through the main-process-only logger): which ranks got to the end.
     print(f"[hf_unlearn] rank {rank}/{training_args.world_size} finished {state.global_step} steps", flush=True)
     _close_process_group()
+
+
+def _write_report(trainer, data, result, robustness, search, script_args, training_args, model_args) -> str | None:
+    """``report.html`` in the output folder (local: it shows forget-set text; never pushed) and its PNG figures;
+    returns the training-curves figure's file name for the card (``None`` without matplotlib)."""
+    import hf_unlearn as hu
+    from hf_unlearn.report import write_report
+
+    results = {"unlearned": result} if result is not None else {}
+    if script_args.reference_logs:
+        results["retain"] = script_args.reference_logs
+    rows = (data.eval_sets or {}).get("forget") if data.eval_sets is not None else data.forget
+    calibration = next(
+        (cb.summary for cb in trainer.callback_handler.callbacks if isinstance(cb, hu.ForgetTargetCallback)), None
+    )
+    settings = {
+        "method": type(trainer).__name__,
+        "model": model_args.model_name_or_path or "bundled",
+        "forget data": data.name,
+        "steps": trainer.state.global_step,
+        "learning rate": training_args.learning_rate,
+    }
+    path = write_report(
+        training_args.output_dir,
+        results=results,
+        log_history=trainer.state.log_history,
+        forget_rows=rows,
+        robustness=robustness,
+        search=search,
+        calibration=calibration,
+        settings=settings,
+    )
+    logger.info(f"report: {path} (local only: it shows forget-set text; `hf-unlearn push` never uploads it)")
+    figure = Path(training_args.output_dir) / "report_training.png"
+    return figure.name if figure.is_file() else None
 
 
 def _quantization_config(model_args):

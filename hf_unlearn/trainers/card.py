@@ -88,10 +88,10 @@ class CardMixin:
         """Write hf_unlearn's card (see :mod:`hf_unlearn.hub.cards`) to ``output_dir/README.md``.
 
         Keeps TRL's signature (TRL calls it at every checkpoint; ``push_to_hub`` calls it too). Extra keywords:
-        ``metrics`` (aggregate evaluation results), ``plot`` (an image file name in the output folder),
-        ``forget_name``/``retain_name`` (dataset names shown on the card; their content never is), ``search`` (the
-        :class:`~hf_unlearn.search.SearchResult` that chose the settings), ``datasets`` (the
-        Hub ids of the data, for the card's ``datasets:``; never local files), ``eval_dataset`` (the evaluation
+        ``metrics`` (aggregate evaluation results), ``plot`` (an image file name in the output folder) and
+        ``plot_title`` (its caption), ``forget_name``/``retain_name`` (dataset names shown on the card; their content
+        never is), ``search`` (the :class:`~hf_unlearn.search.SearchResult` that chose the settings), ``datasets``
+        (the Hub ids of the data, for the card's ``datasets:``; never local files), ``eval_dataset`` (the evaluation
         data's name in ``model-index``), ``license`` (default: the base model's where known), ``robustness`` (a
         robustness result or its path: the card's "Robustness" section), ``output_dir`` (default
         ``args.output_dir``).
@@ -118,6 +118,7 @@ class CardMixin:
             hyperparameters=hyper,
             metrics=kwargs.get("metrics"),
             plot=kwargs.get("plot"),
+            plot_title=kwargs.get("plot_title"),
             robustness=kwargs.get("robustness"),
             datasets=kwargs.get("datasets"),
             citation=(self._paper or {}).get("citation", ""),
