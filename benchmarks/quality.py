@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/quality.py                       # everything -> results/quality.json + quality.png
     .venv/bin/python benchmarks/quality.py --methods npo rmu     # rerun some; the others are read from
                                                                  # results/quality/<method>.json
+    .venv/bin/python benchmarks/quality.py --searched --methods npo   # search NPO's settings (12 optuna trials,
+                                                                 # resumable), then the npo_searched row and its
+                                                                 # robustness row; results/search/npo.json
 
 Set-up: ``fictitious-authors`` with 40 authors (4 forget authors = 40 forget QA, 4 holdout, 32 retain; 10 QA each).
 The retain and target models come from :func:`hf_unlearn.references.prepare_references` (the demo's cached
@@ -156,6 +159,122 @@ for _m in METHODS:
     if _m not in WEIGHT_SPACE:
         _why = f"{_m} with ForgetTargetCallback at its defaults"
         VARIANTS.setdefault(f"{_m}_calibrated", {"method": _m, "calibrate": {}, "why": _why})
+# Searched rows (--searched): per-method settings chosen by hf_unlearn.search_settings with what a user has - the
+# forget set, non-member questions (unseen authors), the retain rows and general facts (FACT_REPLAY, none of which
+# the evaluation asks) - never the retain model, Forget Quality or PrivLeak, which are computed only after the
+# settings are fixed (tests/test_searched.py). Each space contains the committed rows' settings. ("float", lo, hi)
+# is log-uniform, ("linear", lo, hi) uniform, ("int", lo, hi, step) and ("cat", [choices]) as optuna's.
+SEARCH_TRIALS = 12
+SEARCH_DIR = RESULTS / "search"
+_OUT = {"learning_rate": ("float", 5e-5, 2e-3), "num_train_epochs": ("int", 2, 8, 1)}
+_RETAIN = {"retain_coeff": ("float", 0.25, 100.0)}
+_RMU = {
+    "learning_rate": ("float", 1e-5, 2e-3),
+    "max_steps": ("int", 20, 120, 10),
+    "alpha": ("float", 1.0, 1200.0),
+    "token_mask": ("cat", ["attention", "labels"]),
+}
+SEARCH_SPACES: dict[str, dict[str, tuple]] = {
+    "grad_ascent": {**_OUT},
+    "grad_diff": {**_OUT, **_RETAIN},
+    "npo": {**_OUT, "beta": ("float", 0.025, 0.4), **_RETAIN},
+    "simnpo": {
+        **_OUT,
+        "beta": ("float", 1.0, 10.0),
+        "gamma": ("linear", 0.0, 2.0),
+        "forget_coeff": ("float", 0.125, 1.0),
+        **_RETAIN,
+    },
+    "idk_dpo": {**_OUT, "beta": ("float", 0.025, 0.4), **_RETAIN},
+    "idk_sft": {**_OUT, **_RETAIN},
+    "undial": {**_OUT, "beta": ("float", 3.0, 30.0)},
+    "wga": {**_OUT, "beta": ("float", 0.25, 4.0), **_RETAIN},
+    "satimp": {**_OUT, "beta1": ("float", 1.0, 10.0), "forget_coeff": ("float", 0.05, 1.0), **_RETAIN},
+    "ceu": {**_OUT},
+    "pdu": {
+        **_OUT,
+        "retain_loss_eps_factor": ("float", 1.5, 6.0),
+        "dual_step_size": ("float", 0.5, 5.0),
+        "retain_coeff": ("float", 1.0, 100.0),
+    },
+    "rmu": {**_RMU, "steering_coeff": ("float", 0.5, 50.0)},
+    "adaptive_rmu": {**_RMU, "beta": ("float", 1.0, 20.0)},
+    "attention_shifting": {
+        **_OUT,
+        "suppress_coeff": ("float", 1.0, 100.0),
+        "retain_coeff": ("float", 1.0, 100.0),
+        "abstain_coeff": ("cat", [0.0, 1.0]),
+    },
+}
+# Keys that the callback-trained methods set on their callback rather than on the config.
+CALLBACK_CLASS = {
+    "rmu": "RMUCallback",
+    "adaptive_rmu": "AdaptiveRMUCallback",
+    "attention_shifting": "AttentionShiftingCallback",
+}
+CALLBACK_KEYS = {"alpha", "token_mask", "steering_coeff", "beta", "suppress_coeff", "retain_coeff", "abstain_coeff"}
+
+
+def _suggest(trial, name: str, spec: tuple):
+    kind = spec[0]
+    if kind == "cat":
+        return trial.suggest_categorical(name, spec[1])
+    if kind == "int":
+        return trial.suggest_int(name, spec[1], spec[2], step=spec[3])
+    return trial.suggest_float(name, spec[1], spec[2], log=kind == "float")
+
+
+def search_space(method: str):
+    """``trial -> settings`` for :func:`hf_unlearn.search_settings`: config fields by name, a callback-trained
+    method's callback attributes as ``"<CallbackClass>.<attribute>"``."""
+    space = SEARCH_SPACES[method]
+    owner = CALLBACK_CLASS.get(method)
+
+    def hp_space(trial) -> dict:
+        out = {}
+        for name, spec in space.items():
+            key = f"{owner}.{name}" if owner and name in CALLBACK_KEYS else name
+            out[key] = _suggest(trial, name, spec)
+        return out
+
+    return hp_space
+
+
+def search_inputs(bench) -> dict[str, list[dict]]:
+    """What the search may read: the forget and retain rows the trainer has, forget-style questions about authors
+    no model here trained on (the non-members that define the target), and general facts the evaluation does not
+    ask. Not the holdout authors (PrivLeak's non-members), not the retain model, not any evaluation result."""
+    from hf_unlearn.data.fact_replay import FACT_REPLAY
+
+    return {
+        "forget": bench["forget"],
+        "retain": bench["retain"],
+        "nonmember": _nonmembers(bench),
+        "general": [{"question": q, "answer": a} for q, a in FACT_REPLAY],
+    }
+
+
+def _searched_variant(method: str, record: dict) -> dict:
+    """The ``VARIANTS`` entry that retrains ``method`` with the search's chosen settings (and the calibration
+    callback, on during the search too)."""
+    params = record["best_params"]
+    args = {k: v for k, v in params.items() if "." not in k}
+    callback = {k.split(".", 1)[1]: v for k, v in params.items() if "." in k}
+    chosen = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    return {
+        "method": method,
+        "args": args,
+        "callback": callback,
+        "calibrate": {},
+        "why": f"{method} with the settings search's choice (results/search/{method}.json, best of "
+        f"{record['summary']['finished']} trials by J, calibration on): {chosen}",
+    }
+
+
+for _path in sorted(SEARCH_DIR.glob("*.json")) if SEARCH_DIR.is_dir() else ():
+    _record = json.loads(_path.read_text())
+    if _record.get("best_params") is not None:
+        VARIANTS[f"{_path.stem}_searched"] = _searched_variant(_path.stem, _record)
 COLUMNS = [
     ("forget_quality", "FQ ↑", "{:.2g}"),
     ("model_utility", "MU ↑", "{:.3f}"),
@@ -366,6 +485,8 @@ def child(method: str) -> dict:
         model, tokenizer = hu.load_model(str(refs.target_dir))
         with tempfile.TemporaryDirectory() as tmp:
             trainer, settings = _run_trainer(method, model, tokenizer, bench, tmp)
+            if method.endswith("_searched"):  # the card says where the settings came from
+                settings["chosen_by"] = f"settings search, benchmarks/results/search/{variant['method']}.json"
             if not train_row(trainer, settings, row):
                 return row
         model = trainer.model
@@ -386,6 +507,167 @@ def child(method: str) -> dict:
         metrics.update(evaluate_mcq(model, tokenizer, bench[split], name=f"{split}_cloze", scoring="cloze").metrics)
     row["metrics"] = metrics
     return row
+
+
+def search_storage(method: str):
+    """The study's optuna storage: SQLite under ``$HF_UNLEARN_SEARCH_DIR`` (default ``~/.cache/hf_unlearn/search``)
+    with a heartbeat, so a trial whose process was killed is marked failed and the search resumes where it stopped."""
+    import os
+    import warnings
+
+    import optuna
+
+    folder = Path(os.environ.get("HF_UNLEARN_SEARCH_DIR", "~/.cache/hf_unlearn/search")).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    url = f"sqlite:///{folder / 'quality.db'}"
+    with warnings.catch_warnings():  # the heartbeat is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=30, grace_period=120)
+
+
+def _recorded(study) -> list:
+    """Trials that ended inside a search (a ``"record"``); a trial without one was interrupted with its process."""
+    return [t for t in study.trials if "record" in t.user_attrs]
+
+
+def search_child(method: str) -> dict:
+    """Run (or resume) ``method``'s search to :data:`SEARCH_TRIALS` recorded trials and return its record."""
+    import tempfile
+
+    import optuna
+
+    import hf_unlearn as hu
+    from hf_unlearn.references import prepare_references
+
+    bench = hu.build_fictitious_authors(**BENCH)
+    target_dir = prepare_references(bench, evaluate=False).target_dir  # the weights unlearning starts from, only
+    inputs = search_inputs(bench)
+    storage = search_storage(method)
+    study = optuna.create_study(study_name=method, storage=storage, direction="minimize", load_if_exists=True)
+    remaining = SEARCH_TRIALS - len(_recorded(study))
+    t0 = time.perf_counter()
+    if remaining > 0:
+        model, tokenizer = hu.load_model(str(target_dir))
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer, _ = _trainer(method, model, tokenizer, bench, tmp, calibrate={})
+            try:
+                hu.search_settings(
+                    trainer,
+                    nonmember_dataset=inputs["nonmember"],
+                    general_dataset=inputs["general"],
+                    retain_dataset=inputs["retain"],
+                    hp_space=search_space(method),
+                    n_trials=remaining,
+                    keep_best=False,
+                    seed=0,
+                    study_name=method,
+                    storage=storage,
+                )
+            except RuntimeError as err:  # no trial of this process completed; earlier ones may have
+                print(f"{method}: {err}", flush=True)
+    study = optuna.load_study(study_name=method, storage=storage)
+    trials = [{"trial": t.number, **t.user_attrs["record"]} for t in _recorded(study)]
+    complete = [t for t in trials if t["state"] == "complete"]
+    best = min(complete, key=lambda t: t["value"]) if complete else None
+    return {
+        "method": method,
+        "space": {k: list(v) for k, v in SEARCH_SPACES[method].items()},
+        "fixed": {k: v for k, v in _trainer_defaults(method).items()},
+        "rule": "J = |Min-K% AUC(forget vs non-member) - 0.5| + (retain drop + general drop), minimised; "
+        "ForgetTargetCallback on in every trial; optuna TPE seed 0, median pruner",
+        "inputs": {k: len(v) for k, v in inputs.items()},
+        "best_trial": best["trial"] if best else None,
+        "best_value": best["value"] if best else None,
+        "best_params": best["params"] if best else None,
+        "summary": {
+            "finished": len(trials),
+            "complete": len(complete),
+            "pruned": sum(t["state"] == "pruned" for t in trials),
+            "failed": sum(t["state"] == "failed" for t in trials),
+            "interrupted": len(study.trials) - len(trials),
+            "trial_seconds": round(sum(t.get("seconds", 0) for t in trials), 1),
+            "this_process_seconds": round(time.perf_counter() - t0, 1),
+        },
+        "trials": trials,
+    }
+
+
+def _trainer_defaults(method: str) -> dict:
+    """The settings a searched row keeps from the plain row (everything its space does not name)."""
+    base = {**RMU} if method in CALLBACK_CLASS and method != "attention_shifting" else {**OUTPUT_LEVEL}
+    base.update(METHOD_ARGS.get(method, {}))
+    return {k: v for k, v in base.items() if k not in SEARCH_SPACES[method]}
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "hf_unlearn" / "recipes" / "configs"
+
+
+def write_searched_config(method: str, record: dict) -> Path | None:
+    """``hf_unlearn/recipes/configs/<method>_searched.yaml``: the recipe with the search's chosen settings, saying on
+    which model and data they were found. Trainer-class methods only (the callback-trained ones are configured
+    through ``callbacks:`` entries, not written here)."""
+    from hf_unlearn.registry import METHODS as NAMES
+
+    if method not in NAMES or record.get("best_params") is None:
+        return None
+    chosen = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in record["best_params"].items()}
+    fixed = {k: v for k, v in record["fixed"].items() if k not in chosen}
+    lines = [
+        f"# {NAMES[method].trainer_class._name} with the settings chosen by the settings search of "
+        "benchmarks/quality.py --searched",
+        f"# (best of {record['summary']['finished']} optuna trials by J = |forget vs non-member Min-K% AUC - 0.5| + "
+        "retain and general-knowledge drops,",
+        "# calibrated stopping on). Found on the bundled SmolLM2-135M-Instruct fine-tuned on the built-in benchmark "
+        f"({BENCH['num_authors']} authors),",
+        "# with LoRA r 32 on every linear layer. On another model or data, search again (search_trials: 12) or start "
+        "from these.",
+        f"method: {method}",
+        "dataset_name: fictitious-authors",
+        f"num_authors: {BENCH['num_authors']}",
+        "model_name_or_path: bundled",
+        "use_peft: true",
+        f"lora_r: {LORA['r']}",
+        f"lora_alpha: {LORA['lora_alpha']}",
+        f"lora_target_modules: {LORA['target_modules']}",
+        f"output_dir: outputs/{method}-searched",
+        *(f"{k}: {v}" for k, v in {**fixed, **chosen}.items()),
+        "calibrate: true",
+        "logging_steps: 5",
+        "report_to: []",
+    ]
+    path = CONFIGS / f"{method}_searched.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_searched(methods: list[str], deadline: float | None) -> None:
+    """For each method: the search (a fresh, resumable process), then its ``<method>_searched`` row (the chosen
+    settings retrained and evaluated once on the TOFU-style suite) and that row's robustness suite."""
+    from _machine import machine_info
+
+    SEARCH_DIR.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    for method in methods:
+        if deadline is not None and time.perf_counter() - start > deadline:
+            print(f"deadline reached: {method} and later methods not started", flush=True)
+            break
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, __file__, "--search-child", method], stdout=subprocess.PIPE, text=True)
+        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            raise SystemExit(f"the search of {method} failed (exit {proc.returncode}); rerun to resume it.")
+        record = json.loads(lines[-1].removeprefix("RESULT "))
+        record["search_process_seconds"] = round(time.perf_counter() - t0, 1)
+        record["machine"] = machine_info()
+        (SEARCH_DIR / f"{method}.json").write_text(json.dumps(record, indent=1) + "\n")
+        write_searched_config(method, record)
+        if record["best_params"] is None:
+            print(f"{method}: no trial completed; no searched row", flush=True)
+            continue
+        name = f"{method}_searched"
+        VARIANTS[name] = _searched_variant(method, record)
+        run_rows(__file__, [name], [name], PER_METHOD, _table)
+        subprocess.run([sys.executable, str(Path(__file__).parent / "robustness.py"), "--methods", name], check=True)
 
 
 def _table(rows: list[dict], columns: list[tuple[str, str, str]] | None = None) -> str:
@@ -431,12 +713,29 @@ def run_rows(script: str, todo: list[str], names: list[str], folder: Path, table
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="*", default=None, help="run these (default: references + all methods)")
+    parser.add_argument(
+        "--searched",
+        action="store_true",
+        help="search each method's settings (--methods, default: every trained method), then evaluate the choice "
+        "as <method>_searched rows with their robustness; resumes an interrupted search",
+    )
+    parser.add_argument("--deadline", type=float, default=None, help="--searched: seconds after which no method starts")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--search-child", default=None, help=argparse.SUPPRESS)
     a = parser.parse_args()
     if a.child:
         print("RESULT " + json.dumps(child(a.child)), flush=True)
         return
+    if a.search_child:
+        print("RESULT " + json.dumps(search_child(a.search_child)), flush=True)
+        return
     sys.path.insert(0, str(Path(__file__).parent))
+    if a.searched:
+        unknown = set(a.methods or ()) - set(SEARCH_SPACES)
+        if unknown:
+            raise SystemExit(f"No search space for {sorted(unknown)}; choose from {', '.join(SEARCH_SPACES)}.")
+        run_searched(a.methods or list(SEARCH_SPACES), a.deadline)
+        a.methods = []  # the table below is rebuilt from the saved rows
     from _machine import machine_info
 
     from hf_unlearn.evaluation import plot_forget_vs_utility
@@ -455,7 +754,24 @@ def main() -> None:
         y_label="Forget Quality (KS p-value vs retain model)",
         log_y=True,
     )
+    write_comparison(rows)
     print("\n" + _table(rows))
+
+
+def write_comparison(rows: list[dict]) -> Path:
+    """``results/quality_report.html``: the report page of the references, every method's plain row and the searched
+    rows side by side (aggregates only: the rows keep no per-item data)."""
+    from hf_unlearn.report import write_report
+
+    shown = [*REFERENCES, *METHODS, *(r["method"] for r in rows if r["method"].endswith("_searched"))]
+    by_name = {r["method"]: r for r in rows if "metrics" in r}
+    return write_report(
+        RESULTS,
+        results={name: by_name[name]["metrics"] for name in shown if name in by_name},
+        path=RESULTS / "quality_report.html",
+        title="hf_unlearn quality benchmark: every method on the 40-author benchmark",
+        settings={"benchmark": "fictitious-authors, 40 authors", "model": "SmolLM2-135M-Instruct (bundled)"},
+    )
 
 
 if __name__ == "__main__":

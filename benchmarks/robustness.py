@@ -54,6 +54,8 @@ ROWS = (
     "simnpo_forget_coeff_1",
     "npo_calibrated",
 )
+# The searched rows (quality.py --searched) that exist: each has its robustness row.
+ROWS += tuple(name for name in Q.VARIANTS if name.endswith("_searched"))
 ALL_ATTACKS = ("relearn", "quantization", "paraphrase", "in_context", "jailbreak", "probing")
 COLUMNS = [
     ("plain/forget_quality", "FQ", "{:.2g}"),

@@ -237,6 +237,13 @@ def default_hp_space(trainer: Any) -> Callable[[Any], dict[str, Any]]:
     return space
 
 
+def _keep(trial: Any, record: Mapping[str, Any]) -> None:
+    """Store the trial's record (settings, steps, checks, metrics, seconds) in the study as the user attribute
+    ``"record"``: with a storage on disk it outlives the process, so an interrupted search can be resumed and reported
+    (a trial without it was interrupted while it ran)."""
+    trial.set_user_attr("record", json.loads(json.dumps(record, default=float)))
+
+
 def _trainable(model: Any) -> dict[str, torch.Tensor]:
     return {n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
 
@@ -294,7 +301,8 @@ def search_settings(
         sampler, pruner: optuna's; default: a seeded TPE sampler and a median pruner that waits for two complete
             trials and one report.
         seed: the default sampler's seed.
-        study_name, storage: optuna's, to keep or resume a study in a database.
+        study_name, storage: optuna's, to keep or resume a study in a database (each finished trial's record is
+            kept there as its ``"record"`` user attribute; ``n_trials`` counts the new trials).
         progress: print one line per trial.
     """
     try:
@@ -379,6 +387,7 @@ def search_settings(
             trial_trainer.train()
         except NonFiniteLossError as err:
             record.update(state="failed", error=str(err), seconds=round(time.perf_counter() - began, 1))
+            _keep(trial, record)
             raise
         finally:
             trial_trainer.optimizer = trial_trainer.lr_scheduler = None  # the Adam state is not needed any more
@@ -387,6 +396,7 @@ def search_settings(
         record.update(steps=trial_trainer.state.global_step, history=reporter.history)
         if reporter.pruned_at is not None:
             record.update(state="pruned", seconds=round(time.perf_counter() - began, 1))
+            _keep(trial, record)
             if progress:
                 logger.info(f"search trial {trial.number}: pruned at step {reporter.pruned_at} {params}")
             raise optuna.TrialPruned()
@@ -394,8 +404,10 @@ def search_settings(
         value = float(compute(metrics))
         if not math.isfinite(value):
             record.update(state="failed", error=f"objective is {value}")
+            _keep(trial, record)
             raise optuna.TrialPruned()
         record.update(state="complete", value=value, metrics=metrics, seconds=round(time.perf_counter() - began, 1))
+        _keep(trial, record)
         if state["best"] is None or value < state["best"]:
             state.update(
                 best=value, weights=_trainable(model), trainer=trial_trainer, number=trial.number, params=params
