@@ -651,13 +651,8 @@ def run_searched(methods: list[str], deadline: float | None) -> None:
         if deadline is not None and time.perf_counter() - start > deadline:
             print(f"deadline reached: {method} and later methods not started", flush=True)
             break
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, __file__, "--search-child", method], stdout=subprocess.PIPE, text=True)
-        lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-        if proc.returncode or not lines:
-            raise SystemExit(f"the search of {method} failed (exit {proc.returncode}); rerun to resume it.")
-        record = json.loads(lines[-1].removeprefix("RESULT "))
-        record["search_process_seconds"] = round(time.perf_counter() - t0, 1)
+        record = run_child(__file__, method, flag="--search-child", hint="rerun to resume the search")
+        record["search_process_seconds"] = record.pop("process_seconds")
         record["machine"] = machine_info()
         (SEARCH_DIR / f"{method}.json").write_text(json.dumps(record, indent=1) + "\n")
         write_searched_config(method, record)
@@ -687,13 +682,14 @@ def _table(rows: list[dict], columns: list[tuple[str, str, str]] | None = None) 
     return "\n".join(lines)
 
 
-def run_child(script: str, name: str) -> dict:
-    """``script --child name`` in a fresh process: the row it prints (``RESULT {...}``) and the process's wall time."""
+def run_child(script: str, name: str, flag: str = "--child", hint: str = "see the output above") -> dict:
+    """``script --child name`` (or another ``flag``) in a fresh process: the row it prints (``RESULT {...}``) and the
+    process's wall time; a failure names ``hint``."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, script, "--child", name], stdout=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run([sys.executable, script, flag, name], stdout=subprocess.PIPE, text=True, check=False)
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
     if proc.returncode or not lines:
-        raise SystemExit(f"{name} failed (exit {proc.returncode}); see the output above.")
+        raise SystemExit(f"{name} failed (exit {proc.returncode}); {hint}.")
     row = json.loads(lines[-1].removeprefix("RESULT "))
     row["process_seconds"] = round(time.perf_counter() - t0, 1)
     return row

@@ -84,8 +84,13 @@ class EvalResult:
             raise ValueError(f"{path} is not valid JSON ({err}); pass a results.json written by hf_unlearn.") from None
         if not isinstance(data, dict) or "suite" not in data or "metrics" not in data:
             raise ValueError(f"{path} is not an hf_unlearn evaluation result (no 'suite' and 'metrics').")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], suite: str = "metrics") -> EvalResult:
+        """The inverse of :meth:`to_dict` (``suite`` names a dict without one); per-item keys become ints again."""
         per_item = {k: {int(i): v for i, v in d.items()} for k, d in data.get("per_item", {}).items()}
-        return cls(data["suite"], data["metrics"], data.get("details", {}), per_item, data.get("meta", {}))
+        return cls(data.get("suite", suite), data["metrics"], data.get("details", {}), per_item, data.get("meta", {}))
 
     def table(self, title: str | None = None) -> str:
         """A readable two-column table of the aggregate metrics (None = not computed, e.g. no reference)."""

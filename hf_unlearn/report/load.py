@@ -38,14 +38,7 @@ def as_result(value: Any, suite: str = "metrics") -> EvalResult:
         return EvalResult.load(value)
     if isinstance(value, Mapping):
         if "metrics" in value:
-            per_item = {k: {int(i): v for i, v in d.items()} for k, d in value.get("per_item", {}).items()}
-            return EvalResult(
-                value.get("suite", suite),
-                dict(value["metrics"]),
-                value.get("details", {}),
-                per_item,
-                value.get("meta", {}),
-            )
+            return EvalResult.from_dict({**value, "metrics": dict(value["metrics"])}, suite)
         return EvalResult(suite, {k: v for k, v in value.items() if isinstance(v, int | float) or v is None})
     raise TypeError(f"Cannot read an evaluation result from {type(value).__name__}; pass an EvalResult or a path.")
 

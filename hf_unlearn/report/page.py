@@ -16,6 +16,7 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..evaluation.answers import ANSWER_CLASSES, classify_answer, value_pools
+from ..evaluation.metrics import auc
 from . import figures as F
 from .guide import guide
 from .load import RunRecord, as_result, load_run
@@ -248,18 +249,16 @@ def write_report(
     marks = {}
     if calibration and calibration.get("restored_step") is not None:
         marks["best weights restored"] = int(calibration["restored_step"])
+    mia, robust, searched = _mia_scores(record.results), _robustness(record.robustness), _search(record.search)
     figures: dict[str, Any] = {}
     if plots:
         if record.history:
             figures["curves"] = F.history_figures(
                 record.history, stop_step=stop, max_steps=state.get("max_steps"), marks=marks, folder=folder
             )
-        figures["mia"] = F.mia_figure(_mia_scores(record.results), folder)
-        rob = _robustness(record.robustness)
-        figures["robustness"] = F.robustness_figure(rob["metrics"], _ROBUSTNESS_KEYS, folder) if rob else None
-        searched = _search(record.search)
+        figures["mia"] = F.mia_figure(mia, folder)
+        figures["robustness"] = F.robustness_figure(robust["metrics"], _ROBUSTNESS_KEYS, folder) if robust else None
         figures["search"] = F.search_figure(searched["trials"], folder) if searched else None
-    mia = _mia_scores(record.results)
     context = {
         "title": title or record.title,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -269,10 +268,10 @@ def write_report(
         "stop": stop,
         "max_steps": state.get("max_steps"),
         "calibration": _calibration(record.history, calibration),
-        "mia": {a: {m: _fmt(_auc(f, h)) for m, (f, h) in models.items()} for a, models in mia.items()},
+        "mia": {a: {m: _fmt(auc(f, h)) for m, (f, h) in models.items()} for a, models in mia.items()},
         "items": _items(record.results, forget_rows),
-        "robustness": _robustness(record.robustness),
-        "search": _search(record.search),
+        "robustness": robust,
+        "search": searched,
         "figures": figures,
         "plots": plots,
     }
@@ -280,7 +279,3 @@ def write_report(
 
     target = Path(path) if path is not None else folder / "report.html"
     return atomic_write_text(target, render(context))
-
-
-def _auc(forget: Sequence[float], holdout: Sequence[float]) -> float:
-    return F.roc_curve(forget, holdout)[2]

@@ -495,7 +495,7 @@ def _write_report(trainer, data, result, robustness, search, script_args, traini
     results = {"unlearned": result} if result is not None else {}
     if script_args.reference_logs:
         results["retain"] = script_args.reference_logs
-    rows = (data.eval_sets or {}).get("forget") if data.eval_sets is not None else data.forget
+    rows = data.eval_sets["forget"] if data.eval_sets is not None else data.forget
     calibration = next(
         (cb.summary for cb in trainer.callback_handler.callbacks if isinstance(cb, hu.ForgetTargetCallback)), None
     )
